@@ -1,0 +1,53 @@
+using TcmuSharedVolume.Scsi;
+
+namespace TcmuSharedVolume.Backends;
+
+/// <summary>Whether a byte range holds data or is a hole (SBC-3 GET LBA STATUS, 5.7).</summary>
+public enum AllocationState
+{
+    Mapped,
+    Deallocated,
+}
+
+/// <summary>
+/// The bytes behind a volume: a sparse file or a block device. Byte-addressed; knows nothing of
+/// SCSI blocks or reservations. Opened once per volume and shared by all of its paths, so every
+/// method is safe to call from several threads at once.
+/// Failures throw <see cref="BackingStoreException"/> carrying the errno.
+/// </summary>
+public interface IBackingStore : IDisposable
+{
+    long SizeBytes { get; }
+
+    /// <summary>Whether Unmap really deallocates (punch hole / discard): LBPME in READ CAPACITY(16).</summary>
+    bool SupportsUnmap { get; }
+
+    /// <summary>Whether deallocated ranges read back as zeroes: LBPRZ.</summary>
+    bool UnmapReadsZeroes { get; }
+
+    /// <summary>Preferred alignment for unmap, in bytes (discard granularity; file system block for files).</summary>
+    int UnmapGranularity { get; }
+
+    void Read(ReadOnlySpan<IoVec> destination, long offset);
+    void Write(ReadOnlySpan<IoVec> source, long offset, bool forceUnitAccess);
+    void Read(Span<byte> destination, long offset);
+    void Write(ReadOnlySpan<byte> source, long offset, bool forceUnitAccess);
+
+    /// <summary>Makes every completed write durable (fdatasync).</summary>
+    void Flush();
+
+    /// <summary>Deallocates the range; parts that cannot be deallocated are zeroed.</summary>
+    void Unmap(long offset, long length);
+
+    /// <summary>Writes zeroes over the range without necessarily allocating.</summary>
+    void WriteZeroes(long offset, long length);
+
+    /// <summary>State of the byte at <paramref name="offset"/> and how far that state runs.</summary>
+    AllocationState GetAllocation(long offset, out long runLength);
+}
+
+public sealed class BackingStoreException : IOException
+{
+    public BackingStoreException(string message, int errno) : base(message) => Errno = errno;
+    public int Errno { get; }
+}

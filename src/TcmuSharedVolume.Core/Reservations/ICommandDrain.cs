@@ -1,0 +1,10 @@
+using TcmuSharedVolume.Scsi;
+
+namespace TcmuSharedVolume.Reservations;
+
+/// <summary>What the reservation engine needs from the data path for PREEMPT AND ABORT.</summary>
+public interface ICommandDrain
+{
+    /// <summary>Returns once no command of these nexuses that passed the gate is still running.</summary>
+    void DrainCommands(IReadOnlyCollection<ItNexus> nexuses, TimeSpan timeout);
+}

@@ -1,0 +1,90 @@
+using TcmuSharedVolume.Backends;
+using TcmuSharedVolume.Reservations;
+using TcmuSharedVolume.Scsi;
+
+namespace TcmuSharedVolume.Volumes;
+
+/// <summary>
+/// A shared volume: one backing store, one identity, one reservation table, many paths.
+/// Everything that must be consistent across paths (data, COMPARE AND WRITE atomicity,
+/// reservations, unit attentions) lives here.
+/// </summary>
+public sealed class Volume : ICommandDrain, IDisposable
+{
+    private readonly Lock _pathsLock = new();
+    private VolumePath[] _paths = [];
+
+    public Volume(string backingPath, IBackingStore store, int blockSize, VolumeIdentity identity,
+        IReservationStore reservationStore)
+    {
+        if (blockSize is not (512 or 1024 or 2048 or 4096))
+            throw new ArgumentOutOfRangeException(nameof(blockSize), blockSize, "block size must be 512, 1024, 2048 or 4096");
+        BackingPath = backingPath;
+        Store = store;
+        BlockSize = blockSize;
+        Identity = identity;
+        Reservations = new VolumeReservations(reservationStore, () => Paths.Select(p => p.Nexus).OfType<ItNexus>(), this);
+    }
+
+    /// <summary>Canonical path of the sparse file or block device; the key that groups backstores.</summary>
+    public string BackingPath { get; }
+
+    public IBackingStore Store { get; }
+
+    public int BlockSize { get; }
+
+    /// <summary>Number of logical blocks; the last LBA is BlockCount - 1.</summary>
+    public long BlockCount => Store.SizeBytes / BlockSize;
+
+    public VolumeIdentity Identity { get; }
+
+    public VolumeReservations Reservations { get; }
+
+    /// <summary>Serialises COMPARE AND WRITE against every other write of the volume, on every path.</summary>
+    public ReaderWriterLockSlim WriteOrdering { get; } = new(LockRecursionPolicy.NoRecursion);
+
+    /// <summary>WCE in the Caching mode page; false means every write is written through.</summary>
+    public bool WriteCacheEnabled { get; set; } = true;
+
+    public IReadOnlyList<VolumePath> Paths => Volatile.Read(ref _paths);
+
+    public VolumePath AddPath(string name, ItNexus? nexus, string? unboundReason = null)
+    {
+        var path = new VolumePath(this, name, nexus, unboundReason);
+        lock (_pathsLock)
+            _paths = [.. _paths, path];
+        return path;
+    }
+
+    public void RemovePath(VolumePath path)
+    {
+        lock (_pathsLock)
+            _paths = _paths.Where(p => p != path).ToArray();
+    }
+
+    /// <summary>
+    /// PREEMPT AND ABORT: wait until no command that already passed the reservation gate on
+    /// the given nexuses is still running, so that no write of a fenced node lands after GOOD.
+    /// New commands from them are already refused by the gate when this is called.
+    /// </summary>
+    public void DrainCommands(IReadOnlyCollection<ItNexus> nexuses, TimeSpan timeout)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        var spin = new SpinWait();
+        foreach (var path in Paths)
+        {
+            if (path.Nexus is null || !nexuses.Contains(path.Nexus)) continue;
+            while (path.InFlight > 0 && DateTime.UtcNow < deadline)
+            {
+                if (spin.NextSpinWillYield) Thread.Sleep(1);
+                else spin.SpinOnce();
+            }
+        }
+    }
+
+    public void Dispose()
+    {
+        Store.Dispose();
+        WriteOrdering.Dispose();
+    }
+}

@@ -1,0 +1,10 @@
+namespace TcmuSharedVolume.Interop;
+
+/// <summary>
+/// libsystemd.so.0 (sd_notify, sd-bus), one declaration per function, each in its own file.
+/// Only non-variadic entry points are used (DESIGN.md §4).
+/// </summary>
+public static unsafe partial class LibSystemd
+{
+    internal const string Library = "libsystemd.so.0";
+}
