@@ -1,0 +1,106 @@
+# Shared helpers for guest-side e2e scripts (sourced; runs inside the test VM as root).
+# The repository is mounted at /repo; published binaries are in /repo/out/bin.
+set -euo pipefail
+
+REPO=${REPO:-/repo}
+CFS=/sys/kernel/config/target
+DAEMON_PID=
+STATE_DIR=${STATE_DIR:-/var/lib/tcmu-shared-volume}
+
+say()  { printf '\n=== %s\n' "$*"; }
+fail() { printf 'FAIL: %s\n' "$*" >&2; exit 1; }
+ok()   { printf 'ok: %s\n' "$*"; }
+
+load_modules() {
+    modprobe target_core_user
+    modprobe tcm_loop
+    modprobe iscsi_target_mod 2>/dev/null || true
+    mountpoint -q /sys/kernel/config || mount -t configfs none /sys/kernel/config
+}
+
+# Starts the daemon in the background (not under systemd) with its log in /tmp/daemon.log.
+start_daemon() {
+    mkdir -p "$STATE_DIR"
+    "$REPO/out/bin/tcmu-shared-volume" >/tmp/daemon.log 2>&1 &
+    DAEMON_PID=$!
+    for _ in $(seq 1 100); do
+        grep -q 'ready' /tmp/daemon.log 2>/dev/null && return 0
+        kill -0 "$DAEMON_PID" 2>/dev/null || { cat /tmp/daemon.log; fail "daemon exited during start"; }
+        sleep 0.2
+    done
+    cat /tmp/daemon.log; fail "daemon did not report ready"
+}
+
+stop_daemon() {
+    [ -n "$DAEMON_PID" ] || return 0
+    kill -TERM "$DAEMON_PID" 2>/dev/null || true
+    wait "$DAEMON_PID" 2>/dev/null || true
+    DAEMON_PID=
+}
+
+# make_backstore NAME CFGSTRING SIZE_BYTES: a TCMU backstore created through configfs the way
+# rtslib does it, with nl_reply_supported=-1 so that enable never waits on netlink.
+make_backstore() {
+    local name=$1 cfg=$2 size=$3 idx=0
+    while [ -e "$CFS/core/user_$idx" ]; do idx=$((idx + 1)); done
+    mkdir -p "$CFS/core/user_$idx/$name"
+    local d="$CFS/core/user_$idx/$name"
+    echo -n "dev_config=sharedvol/$cfg" > "$d/control"
+    echo -n "dev_size=$size" > "$d/control"
+    echo -n "nl_reply_supported=-1" > "$d/control"
+    echo 1 > "$d/enable"
+    echo "$d"
+}
+
+sd_disks() { ls /sys/block | grep -E '^sd[a-z]+$' | sort || true; }
+
+# loop_export BACKSTORE_DIR WWN: one tcm_loop target whose nexus is WWN; prints the new /dev/sdX.
+loop_export() {
+    local so=$1 wwn=$2 before after t
+    before=$(sd_disks)
+    t="$CFS/loopback/$wwn/tpgt_1"
+    mkdir -p "$t/lun/lun_0"
+    echo -n "$wwn" > "$t/nexus"     # the nexus before the LUN (DESIGN.md §5)
+    ln -s "$so" "$t/lun/lun_0/$(basename "$so")"
+    for _ in $(seq 1 150); do
+        udevadm settle 2>/dev/null || true
+        after=$(sd_disks)
+        local new
+        new=$(comm -13 <(echo "$before") <(echo "$after") | head -n1)
+        if [ -n "$new" ]; then echo "/dev/$new"; return 0; fi
+        sleep 0.2
+    done
+    fail "no disk appeared for $wwn"
+}
+
+# scsi_write DEV LBA: writes one 512-byte block with WRITE(10); returns sg_raw's exit status
+# (0 good, 24 reservation conflict; sg3_utils exit codes).
+scsi_write() {
+    local dev=$1 lba=$2 pat=${3:-A}
+    head -c 512 /dev/zero | tr '\0' "$pat" > /tmp/blk.$$
+    set +e
+    sg_raw -q -s 512 -i /tmp/blk.$$ "$dev" 2a 00 $(printf '%02x %02x %02x %02x' $((lba>>24&255)) $((lba>>16&255)) $((lba>>8&255)) $((lba&255))) 00 00 01 00 >/dev/null 2>&1
+    local rc=$?
+    set -e
+    rm -f /tmp/blk.$$
+    return $rc
+}
+
+scsi_read() {
+    local dev=$1 lba=$2
+    set +e
+    sg_raw -q -r 512 "$dev" 28 00 $(printf '%02x %02x %02x %02x' $((lba>>24&255)) $((lba>>16&255)) $((lba>>8&255)) $((lba&255))) 00 00 01 00 >/dev/null 2>&1
+    local rc=$?
+    set -e
+    return $rc
+}
+
+expect_rc() { # expect_rc WANT DESCRIPTION CMD...
+    local want=$1 what=$2; shift 2
+    set +e; "$@"; local rc=$?; set -e
+    [ "$rc" = "$want" ] || fail "$what: exit $rc, expected $want"
+    ok "$what (exit $rc)"
+}
+
+# Clears SCSI unit attentions the way fence_scsi does before PR commands.
+tur() { sg_turs "$1" >/dev/null 2>&1 || sg_turs "$1" >/dev/null 2>&1 || true; }
