@@ -46,6 +46,14 @@ public sealed class Volume : ICommandDrain, IDisposable
     /// <summary>WCE in the Caching mode page; false means every write is written through.</summary>
     public bool WriteCacheEnabled { get; set; } = true;
 
+    /// <summary>D_SENSE in the Control mode page: CHECK CONDITION carries descriptor-format sense.
+    /// The transport copies it into <see cref="ScsiCommand.DescriptorSense"/> of every command.</summary>
+    public bool DescriptorSense { get; set; }
+
+    /// <summary>Largest READ/WRITE the volume accepts, in bytes (VPD B0 MAXIMUM TRANSFER LENGTH).
+    /// The transport may lower it to what its data area holds.</summary>
+    public int MaxTransferBytes { get; set; } = 8 << 20;
+
     public IReadOnlyList<VolumePath> Paths => Volatile.Read(ref _paths);
 
     public VolumePath AddPath(string name, ItNexus? nexus, string? unboundReason = null)

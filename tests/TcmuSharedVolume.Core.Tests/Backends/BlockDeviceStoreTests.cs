@@ -1,0 +1,90 @@
+using System.Diagnostics;
+using TcmuSharedVolume.Backends;
+using TcmuSharedVolume.Reservations;
+using TcmuSharedVolume.Scsi;
+using TcmuSharedVolume.Tests.Scsi;
+using TcmuSharedVolume.Volumes;
+
+namespace TcmuSharedVolume.Tests.Backends;
+
+/// <summary>Runs only as root with losetup: a loop device over a sparse file stands in for an LV.</summary>
+public sealed class LoopDeviceFactAttribute : FactAttribute
+{
+    public LoopDeviceFactAttribute()
+    {
+        if (Environment.UserName != "root" || !File.Exists("/dev/loop-control") || !File.Exists("/usr/sbin/losetup"))
+            Skip = "needs root and losetup for a loop device";
+    }
+}
+
+public sealed class BlockDeviceStoreTests : IDisposable
+{
+    private readonly ScsiFixture _f = new();
+    private string? _loop;
+
+    public void Dispose()
+    {
+        if (_loop is not null) Losetup("-d", _loop);
+        _f.Dispose();
+    }
+
+    private static string Losetup(params string[] args)
+    {
+        var psi = new ProcessStartInfo("/usr/sbin/losetup") { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        using var p = Process.Start(psi)!;
+        string output = p.StandardOutput.ReadToEnd().Trim();
+        p.WaitForExit();
+        Assert.True(p.ExitCode == 0, p.StandardError.ReadToEnd());
+        return output;
+    }
+
+    private string CreateLoop(long size)
+    {
+        string file = Path.Combine(_f.Directory, "lv.img");
+        using (var fs = new FileStream(file, FileMode.CreateNew)) fs.SetLength(size);
+        _loop = Losetup("-f", "--show", file);
+        return _loop;
+    }
+
+    [LoopDeviceFact]
+    public void SizeDiscardAndZeroOutOnABlockDevice()
+    {
+        string dev = CreateLoop(16 << 20);
+        using var store = BackingStores.Open(dev);
+        var s = Assert.IsType<BlockDeviceStore>(store);
+        Assert.Equal(16 << 20, s.SizeBytes);
+        Assert.Equal(512, s.LogicalSectorSize);
+        Assert.False(s.UnmapReadsZeroes); // not claimed unless the administrator says so
+
+        var data = new byte[64 << 10];
+        Array.Fill(data, (byte)0x5A);
+        s.Write(data, 0, forceUnitAccess: true);
+        s.Unmap(512, 32 << 10);     // unaligned start: edges zeroed, middle discarded
+        s.WriteZeroes(40 << 10, 4096);
+        var back = new byte[64 << 10];
+        s.Read(back, 0);
+        Assert.All(back.AsSpan(0, 512).ToArray(), b => Assert.Equal(0x5A, b));
+        Assert.All(back.AsSpan(40 << 10, 4096).ToArray(), b => Assert.Equal(0, b));
+        Assert.All(back.AsSpan(60 << 10).ToArray(), b => Assert.Equal(0x5A, b));
+        Assert.Equal(AllocationState.Mapped, s.GetAllocation(0, out long run));
+        Assert.Equal(16 << 20, run);
+        s.Flush();
+    }
+
+    [LoopDeviceFact]
+    public void DirectIoBouncesUnalignedSegmentsThroughTheCommandSet()
+    {
+        string dev = CreateLoop(8 << 20);
+        var store = BlockDeviceStore.Open(dev, new BackingStoreOptions { DirectIo = true });
+        using var volume = new Volume(dev, store, 512, VolumeIdentity.FromBackingPath(dev), new InMemoryReservationStore());
+        var path = volume.AddPath("p", null);
+        var bytes = new byte[8 * 512];
+        new Random(3).NextBytes(bytes);
+        // NativeData's segments have odd lengths and malloc'ed bases: O_DIRECT would refuse them.
+        ScsiFixture.Out(path, Cdb.Write10(16, 8), bytes, segments: 5).AssertGood();
+        var r = ScsiFixture.In(path, Cdb.Read10(16, 8), 8 * 512, segments: 3);
+        r.AssertGood();
+        Assert.Equal(bytes, r.DataIn);
+    }
+}
