@@ -63,6 +63,7 @@ public sealed class FileReservationStore : IReservationStore
     private readonly string _volumeKey;
     private readonly Lock _lock = new();
     private ulong _epoch;
+    private bool _epochKnown;
 
     public FileReservationStore(string directory, string volumeKey)
         : this(directory, volumeKey, new LinuxReservationFileSystem())
@@ -103,7 +104,10 @@ public sealed class FileReservationStore : IReservationStore
             var current = _fs.ReadAll(Path);
             var previous = _fs.ReadAll(PreviousPath);
             if (current is null && previous is null)
+            {
+                _epochKnown = true;
                 return null;
+            }
             if (current is null)
             {
                 // A crash between "current -> .prev" and ".tmp -> current": .prev is the last
@@ -111,12 +115,14 @@ public sealed class FileReservationStore : IReservationStore
                 var (epoch, state) = Decode(previous!, PreviousPath);
                 Log.Warning($"reservations: {Path} missing, recovered the committed state (epoch {epoch}) from {PreviousPath}");
                 _epoch = epoch;
+                _epochKnown = true;
                 return state;
             }
             try
             {
                 var (epoch, state) = Decode(current, Path);
                 _epoch = epoch;
+                _epochKnown = true;
                 if (previous is not null && TryEpoch(previous) is { } prevEpoch && prevEpoch > epoch)
                     throw new ReservationStoreException($"{PreviousPath} (epoch {prevEpoch}) is newer than {Path} (epoch {epoch}); refusing to guess which is the committed state");
                 return state;
@@ -134,6 +140,14 @@ public sealed class FileReservationStore : IReservationStore
     {
         lock (_lock)
         {
+            if (!_epochKnown)
+            {
+                // Saving without a Load first: continue above whatever is on disk.
+                foreach (var existing in new[] { _fs.ReadAll(Path), _fs.ReadAll(PreviousPath) })
+                    if (existing is not null && TryEpoch(existing) is { } e && e > _epoch)
+                        _epoch = e;
+                _epochKnown = true;
+            }
             ulong epoch = ++_epoch; // never reused, even after a failed attempt
             var bytes = Encode(state, epoch, _volumeKey);
             _fs.CreateDirectory(Directory);

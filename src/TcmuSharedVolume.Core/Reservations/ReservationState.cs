@@ -31,7 +31,7 @@ internal sealed class ReservationState
         Generation = generation;
         Aptpl = aptpl;
         Spc2Holder = spc2Holder;
-        _byValue = new Dictionary<ItNexus, int>(registrations.Length);
+        _byValue = new Dictionary<ItNexus, int>(registrations.Length, NexusIdentityComparer.Instance);
         for (int i = 0; i < registrations.Length; i++)
             _byValue.TryAdd(registrations[i].Nexus, i);
         _byReference = new Dictionary<ItNexus, int>(registrations.Length, ReferenceEqualityComparer.Instance);
@@ -115,5 +115,38 @@ internal sealed class StateBuilder
         else if (Type.IsAllRegistrants() && Registrations.Count == 0)
             Release();
         return new ReservationState([.. Registrations], Type, holder, Generation, Aptpl, Spc2Holder, bound);
+    }
+}
+
+/// <summary>
+/// Exactly <see cref="ItNexus"/> equality (initiator protocol + name ignoring case, ISID excluded;
+/// target port protocol, name and RTPI), with a hash that is cheap on the gate's fallback path:
+/// the RTPI and the tail of the initiator name, where IQNs and WWNs differ.
+/// </summary>
+internal sealed class NexusIdentityComparer : IEqualityComparer<ItNexus>
+{
+    public static readonly NexusIdentityComparer Instance = new();
+
+    public bool Equals(ItNexus? a, ItNexus? b) =>
+        ReferenceEquals(a, b) ||
+        (a is not null && b is not null &&
+         a.Target.RelativeTargetPortId == b.Target.RelativeTargetPortId &&
+         a.Initiator.Protocol == b.Initiator.Protocol &&
+         a.Target.Protocol == b.Target.Protocol &&
+         string.Equals(a.Initiator.Name, b.Initiator.Name, StringComparison.OrdinalIgnoreCase) &&
+         string.Equals(a.Target.Name, b.Target.Name, StringComparison.Ordinal));
+
+    public int GetHashCode(ItNexus n)
+    {
+        var name = n.Initiator.Name.AsSpan();
+        var tail = name[Math.Max(0, name.Length - 16)..];
+        uint h = (uint)n.Target.RelativeTargetPortId * 0x9E3779B1u ^ (uint)name.Length;
+        foreach (char c in tail)
+        {
+            // Consistent with OrdinalIgnoreCase: ASCII folded with |0x20, the rest upper-cased.
+            uint folded = c < 0x80 ? (uint)(c | 0x20) : char.ToUpperInvariant(c);
+            h = (h ^ folded) * 16777619u; // FNV-1a
+        }
+        return (int)h;
     }
 }

@@ -84,3 +84,36 @@ public class GateAndUnitAttentionTests
         Assert.Equal(AccessClass.Write, ReservationAccess.Classify([0x1B], out _)); // truncated CDB: no START bit to trust
     }
 }
+
+public class NexusIdentityComparerTests
+{
+    [Theory]
+    [InlineData("iqn.1994-05.com.example:NODE-Ä1", "iqn.1994-05.com.example:node-ä1")]
+    [InlineData("IQN.1994-05.COM.EXAMPLE:N1", "iqn.1994-05.com.example:n1")]
+    public void AgreesWithItNexusEqualityAndHashesEqualNamesAlike(string a, string b)
+    {
+        var t = new TargetPort(ProtocolId.Iscsi, "iqn.t,t,0x1", 1);
+        var x = new ItNexus(new InitiatorPort(ProtocolId.Iscsi, a, "1"), t);
+        var y = new ItNexus(new InitiatorPort(ProtocolId.Iscsi, b, "2"), t);
+        Assert.Equal(x, y);
+        Assert.True(NexusIdentityComparer.Instance.Equals(x, y));
+        Assert.Equal(NexusIdentityComparer.Instance.GetHashCode(x), NexusIdentityComparer.Instance.GetHashCode(y));
+        var otherPort = y with { Target = t with { RelativeTargetPortId = 2 } };
+        Assert.False(NexusIdentityComparer.Instance.Equals(x, otherPort));
+    }
+
+    [Fact]
+    public void NewPathObjectOfARegisteredIdentityIsFoundBeforeAndAfterPathsChanged()
+    {
+        var k = new PrTestKit();
+        Good(k.Register(k[1], 0, 2));
+        Good(k.Register(k[0], 0, 1));
+        Good(k.Reserve(k[0], 1, PersistentReservationType.ExclusiveAccessRegistrantsOnly));
+        var relogin = PrTestKit.Nexus(1, isid: "400001375555");
+        k.Bound[1] = relogin;
+        Assert.True(k.CanWrite(relogin));
+        k.Pr.PathsChanged();
+        Assert.True(k.CanWrite(relogin));
+        Assert.False(k.CanRead(k[2]));
+    }
+}

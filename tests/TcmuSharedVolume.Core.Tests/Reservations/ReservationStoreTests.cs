@@ -271,6 +271,16 @@ public class ReservationStoreTests
     }
 
     [Fact]
+    public void SaveWithoutLoadContinuesTheEpochOnDisk()
+    {
+        var fs = new CrashFileSystem();
+        var a = new FileReservationStore(Dir, VolumeKey, fs);
+        for (int i = 1; i <= 4; i++) a.Save(State(i));
+        new FileReservationStore(Dir, VolumeKey, fs).Save(State(6)); // no Load first
+        Assert.Equal(Describe(State(6)), Describe(new FileReservationStore(Dir, VolumeKey, fs).Load()));
+    }
+
+    [Fact]
     public void RealFileSystemRoundTripWithDirectoryFsync()
     {
         var dir = Path.Combine(Path.GetTempPath(), "tsv-pr-" + Guid.NewGuid().ToString("N"));
