@@ -1,6 +1,7 @@
 using System.Reflection;
 using System.Runtime.InteropServices;
 using TcmuSharedVolume.Diagnostics;
+using TcmuSharedVolume.Linux.Configuration;
 
 namespace TcmuSharedVolume.Daemon;
 
@@ -8,9 +9,10 @@ public static class Program
 {
     public static int Main(string[] args)
     {
-        foreach (var arg in args)
+        string configPath = DaemonOptions.DefaultPath;
+        for (int i = 0; i < args.Length; i++)
         {
-            switch (arg)
+            switch (args[i])
             {
                 case "-h" or "--help":
                     Console.Out.Write(Usage);
@@ -18,34 +20,60 @@ public static class Program
                 case "-V" or "--version":
                     Console.Out.WriteLine($"tcmu-shared-volume {Version}");
                     return 0;
+                case "-c" or "--config" when i + 1 < args.Length:
+                    configPath = args[++i];
+                    break;
                 default:
-                    Console.Error.WriteLine($"tcmu-shared-volume: unknown argument '{arg}' (see --help)");
+                    Console.Error.WriteLine($"tcmu-shared-volume: unknown argument '{args[i]}' (see --help)");
                     return 2;
             }
         }
 
+        DaemonOptions options;
+        try
+        {
+            options = DaemonOptions.Load(configPath);
+        }
+        catch (ConfigurationException e)
+        {
+            Log.Error($"configuration: {e.Message}");
+            return 1;
+        }
+        Log.Level = options.LogLevel;
+
         using var stop = new CancellationTokenSource();
+        var daemon = new Daemon(options, () => DaemonOptions.Load(configPath));
         using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.Cancel(); });
         using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stop.Cancel(); });
+        using var sighup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, c => { c.Cancel = true; daemon.RequestReload(); });
 
-        Log.Notice($"tcmu-shared-volume {Version} starting (handler subtype 'sharedvol')");
-        Log.Info("no data path yet: this build only logs what it would serve");
-        stop.Token.WaitHandle.WaitOne();
-        Log.Notice("stopping");
-        return 0;
+        Log.Notice($"tcmu-shared-volume {Version} starting (handler subtype 'sharedvol', state in {options.StateDirectory})");
+        try
+        {
+            return daemon.Run(stop.Token);
+        }
+        catch (Exception e)
+        {
+            // Last resort: systemd restarts us (Restart=on-failure); the kernel keeps the rings.
+            Log.Error($"fatal: {e}");
+            return 1;
+        }
     }
 
     public static string Version =>
         typeof(Program).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion.Split('+')[0] ?? "0.0.0";
 
     private const string Usage = """
-        Usage: tcmu-shared-volume [--help] [--version]
+        Usage: tcmu-shared-volume [--config FILE] [--help] [--version]
 
         Serves LIO TCMU backstores whose config string starts with 'sharedvol/' as shared
         volumes with their own SCSI-3 persistent reservation table. Run as root, in the
-        foreground; under systemd it logs to the journal.
+        foreground; under systemd it logs to the journal. SIGHUP reloads the configuration,
+        SIGTERM finishes in-flight commands, flushes and exits.
 
         Options:
+          -c, --config F   configuration file (default /etc/tcmu-shared-volume/tcmu-shared-volume.conf;
+                           a missing file means built-in defaults)
           -h, --help       show this help
           -V, --version    show the version
 

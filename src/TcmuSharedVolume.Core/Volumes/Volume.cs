@@ -61,6 +61,7 @@ public sealed class Volume : ICommandDrain, IDisposable
         var path = new VolumePath(this, name, nexus, unboundReason);
         lock (_pathsLock)
             _paths = [.. _paths, path];
+        Reservations.PathsChanged();
         return path;
     }
 
@@ -68,6 +69,7 @@ public sealed class Volume : ICommandDrain, IDisposable
     {
         lock (_pathsLock)
             _paths = _paths.Where(p => p != path).ToArray();
+        Reservations.PathsChanged();
     }
 
     /// <summary>

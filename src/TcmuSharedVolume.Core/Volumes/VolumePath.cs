@@ -10,13 +10,15 @@ namespace TcmuSharedVolume.Volumes;
 public sealed class VolumePath
 {
     private long _inFlight;
+    private ItNexus? _nexus;
+    private string? _unboundReason;
 
     public VolumePath(Volume volume, string name, ItNexus? nexus, string? unboundReason = null)
     {
         Volume = volume;
         Name = name;
-        Nexus = nexus;
-        UnboundReason = nexus is null ? unboundReason ?? "nexus not resolved" : null;
+        _nexus = nexus;
+        _unboundReason = nexus is null ? unboundReason ?? "nexus not resolved" : null;
     }
 
     public Volume Volume { get; }
@@ -24,9 +26,27 @@ public sealed class VolumePath
     /// <summary>The backstore's name in configfs (user_N/NAME).</summary>
     public string Name { get; }
 
-    public ItNexus? Nexus { get; }
+    /// <summary>Null until LIO's configuration names exactly one initiator for this backstore:
+    /// targetcli creates the backstore before the LUN and ACL that bind it.</summary>
+    public ItNexus? Nexus => Volatile.Read(ref _nexus);
 
-    public string? UnboundReason { get; }
+    public string? UnboundReason => Volatile.Read(ref _unboundReason);
+
+    /// <summary>Binds the path once its nexus is known. A bound path never changes its nexus:
+    /// registrations are keyed by it.</summary>
+    public bool Bind(ItNexus nexus)
+    {
+        if (Interlocked.CompareExchange(ref _nexus, nexus, null) is { } existing)
+            return existing.Equals(nexus);
+        Volatile.Write(ref _unboundReason, null);
+        Volume.Reservations.PathsChanged();
+        return true;
+    }
+
+    public void SetUnboundReason(string reason)
+    {
+        if (Nexus is null) Volatile.Write(ref _unboundReason, reason);
+    }
 
     public long InFlight => Interlocked.Read(ref _inFlight);
 

@@ -1,0 +1,264 @@
+using System.Runtime.InteropServices;
+using TcmuSharedVolume.Diagnostics;
+using TcmuSharedVolume.Interop;
+using TcmuSharedVolume.Linux.Configfs;
+using TcmuSharedVolume.Linux.Configuration;
+using TcmuSharedVolume.Linux.DBus;
+using TcmuSharedVolume.Linux.Discovery;
+using TcmuSharedVolume.Linux.Netlink;
+using TcmuSharedVolume.Linux.Systemd;
+using TcmuSharedVolume.Linux.Tcmu;
+using TcmuSharedVolume.Volumes;
+
+namespace TcmuSharedVolume.Daemon;
+
+/// <summary>
+/// The control thread: start-up adoption, netlink device events, the D-Bus service, systemd
+/// notifications and the periodic tick (nexus binding and loss, watchdog). The data path runs on
+/// the <see cref="RingEventLoop"/>'s threads and never waits on this one.
+/// </summary>
+public sealed class Daemon
+{
+    private readonly Func<DaemonOptions> _loadOptions;
+    private DaemonOptions _options;
+    private volatile bool _reload;
+
+    public Daemon(DaemonOptions options, Func<DaemonOptions> loadOptions)
+    {
+        _options = options;
+        _loadOptions = loadOptions;
+    }
+
+    public void RequestReload() => _reload = true;
+
+    public int Run(CancellationToken stop)
+    {
+        using var notify = new SdNotify(Environment.GetEnvironmentVariable("NOTIFY_SOCKET"),
+            Environment.GetEnvironmentVariable("WATCHDOG_USEC"), Environment.GetEnvironmentVariable("WATCHDOG_PID"));
+        var configfs = new TargetConfigfs();
+        if (!configfs.IsMounted)
+            Log.Warning($"{configfs.Root} is not there: load target_core_user and mount configfs; waiting for devices");
+
+        DeviceManager? devices = null;
+        using var loop = new RingEventLoop(_options.WorkerThreads, ringLost: (ring, why) => devices?.RingLost(ring, why));
+        devices = new DeviceManager(configfs, loop, _options.StateDirectory);
+        try
+        {
+            // tcmu-abi.md §5.2, anchors §6: block netlink and fail what a previous daemon left
+            // pending, so no enable/rmdir stays stuck, then adopt what exists, then unblock.
+            bool blocked = TryBlockNetlink(configfs);
+            TcmuNetlinkChannel.TryOpen(out var netlink, out var netlinkError);
+            if (netlink is null)
+                Log.Warning($"netlink: {netlinkError}; devices are found by scanning only");
+            using var netlinkDisposer = netlink;
+
+            var discovery = new UioDiscovery();
+            foreach (var device in SafeScan(discovery))
+                devices.Adopt(device, existing: true);
+            if (blocked) TrySetBlockNetlink(configfs, false);
+
+            using var dbus = StartDBus(devices);
+            notify.Ready(devices.StatusLine);
+            Log.Notice($"ready: {devices.StatusLine}");
+
+            ControlLoop(stop, netlink, discovery, devices, notify, dbus);
+
+            notify.Stopping(devices.StatusLine);
+            Log.Notice("stopping: finishing in-flight commands");
+            if (!loop.Stop(TimeSpan.FromSeconds(20)))
+                Log.Warning("some commands did not finish within 20 s; the kernel will time them out");
+            devices.FlushAll();
+            return 0;
+        }
+        finally
+        {
+            devices.Dispose();
+        }
+    }
+
+    private void ControlLoop(CancellationToken stop, TcmuNetlinkChannel? netlink, UioDiscovery discovery,
+        DeviceManager devices, SdNotify notify, DBusThread? dbus)
+    {
+        var events = new List<TcmuNetlinkEvent>();
+        using var waiter = new FdWaiter(netlink?.Fd ?? -1);
+        long nextTick = 0;
+        string lastStatus = "";
+        while (!stop.IsCancellationRequested)
+        {
+            if (netlink is not null && waiter.Wait(500))
+            {
+                events.Clear();
+                try { netlink.Receive(events, wait: false); }
+                catch (Exception e) when (e is IOException or NetlinkException) { Log.Error($"netlink: {e.Message}"); }
+                foreach (var evt in events) Handle(evt, netlink, discovery, devices);
+            }
+            else if (netlink is null)
+            {
+                stop.WaitHandle.WaitOne(500);
+            }
+
+            if (_reload)
+            {
+                _reload = false;
+                Reload(notify, devices);
+            }
+
+            long now = Environment.TickCount64;
+            if (now >= nextTick)
+            {
+                nextTick = now + 1000;
+                if (netlink is null)
+                    foreach (var device in SafeScan(discovery)) devices.Adopt(device, existing: false);
+                devices.Tick();
+                notify.Watchdog();
+                if (devices.StatusLine != lastStatus)
+                {
+                    lastStatus = devices.StatusLine;
+                    notify.Status(lastStatus);
+                }
+                if (dbus is not null && !dbus.IsAlive) Log.Warning("D-Bus service stopped");
+            }
+        }
+    }
+
+    private static void Handle(TcmuNetlinkEvent evt, TcmuNetlinkChannel netlink, UioDiscovery discovery, DeviceManager devices)
+    {
+        if (!evt.ShouldReply) return; // another handler's device: not ours to answer
+        if (evt.HbaIndex is not { } hba || evt.DeviceName is not { } name)
+        {
+            Log.Warning($"netlink {evt.Command}: cannot parse device name '{evt.Device}'");
+            netlink.Reply(evt, -22);
+            return;
+        }
+        int status;
+        switch (evt.Command)
+        {
+            case TcmuCommand.AddedDevice:
+                var found = discovery.FindByMinor((int)evt.Minor);
+                status = found is null ? Fail($"{evt.Device}: /sys/class/uio has no uio device with minor {evt.Minor}", -19)
+                    : devices.Adopt(found, existing: false);
+                break;
+            case TcmuCommand.RemovedDevice:
+                status = devices.Remove(hba, name);
+                break;
+            case TcmuCommand.ReconfigDevice:
+                status = devices.Reconfigure(hba, name, evt.NewDevConfig, evt.NewDevSize, evt.NewWriteCache);
+                break;
+            default:
+                return;
+        }
+        try { netlink.Reply(evt, status); }
+        catch (Exception e) when (e is IOException or NetlinkException) { Log.Error($"netlink reply for {evt.Device}: {e.Message}"); }
+    }
+
+    private static int Fail(string message, int errno)
+    {
+        Log.Error(message);
+        return errno;
+    }
+
+    private void Reload(SdNotify notify, DeviceManager devices)
+    {
+        notify.Reloading("reloading configuration");
+        try
+        {
+            var options = _loadOptions();
+            Log.Level = options.LogLevel;
+            if (options.StateDirectory != _options.StateDirectory || options.WorkerThreads != _options.WorkerThreads)
+                Log.Warning("state_directory and worker_threads take effect at the next restart");
+            _options = options;
+            Log.Notice("configuration reloaded");
+        }
+        catch (ConfigurationException e)
+        {
+            Log.Error($"reload failed, keeping the previous configuration: {e.Message}");
+        }
+        notify.ReloadDone(devices.StatusLine);
+    }
+
+    private static IReadOnlyList<TcmuSharedVolume.Linux.Discovery.UioDevice> SafeScan(UioDiscovery discovery)
+    {
+        try { return discovery.Scan(); }
+        catch (IOException e)
+        {
+            Log.Warning($"scanning {discovery.Root}: {e.Message}");
+            return [];
+        }
+    }
+
+    private static bool TryBlockNetlink(TargetConfigfs configfs)
+    {
+        if (!TrySetBlockNetlink(configfs, true)) return false;
+        try { configfs.ResetNetlink(); }
+        catch (IOException e) { Log.Warning($"reset_netlink: {e.Message}"); }
+        return true;
+    }
+
+    private static bool TrySetBlockNetlink(TargetConfigfs configfs, bool block)
+    {
+        try
+        {
+            configfs.SetBlockNetlink(block);
+            return true;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            Log.Debug($"block_netlink={(block ? 1 : 0)}: {e.Message}");
+            return false;
+        }
+    }
+
+    private DBusThread? StartDBus(DeviceManager devices)
+    {
+        try
+        {
+            return new DBusThread(new TcmuServiceHandlers
+            {
+                CheckConfig = CheckConfig,
+                GetStatus = () => AdminStatusBuilder.Build(devices),
+                ClearReservations = volume => AdminStatusBuilder.Clear(devices, volume),
+            });
+        }
+        catch (Exception e) when (e is DBusException or DllNotFoundException or IOException)
+        {
+            Log.Warning($"D-Bus: {e.Message}; targetcli will not list user:sharedvol until the daemon can own org.kernel.TCMUService1");
+            return null;
+        }
+    }
+
+    /// <summary>targetcli's CheckConfig: the full string, "sharedvol/..." included.</summary>
+    public static (bool Ok, string Reason) CheckConfig(string config)
+    {
+        if (!VolumeConfig.TryParse(config, out var parsed, out var error))
+            return (false, error);
+        var (ok, reason) = parsed.Validate();
+        return ok ? (true, "success") : (false, reason ?? "invalid");
+    }
+
+    /// <summary>Waits for one fd to become readable, with a timeout.</summary>
+    private sealed unsafe class FdWaiter : IDisposable
+    {
+        private readonly int _epoll = -1;
+
+        public FdWaiter(int fd)
+        {
+            if (fd < 0) return;
+            _epoll = Libc.epoll_create1(Libc.EPOLL_CLOEXEC);
+            if (_epoll < 0) throw new IOException($"epoll_create1: {Libc.ErrorMessage(Marshal.GetLastPInvokeError())}");
+            var ev = new EpollEvent { Events = Libc.EPOLLIN, Data = 1 };
+            if (Libc.epoll_ctl(_epoll, Libc.EPOLL_CTL_ADD, fd, &ev) < 0)
+                throw new IOException($"epoll_ctl: {Libc.ErrorMessage(Marshal.GetLastPInvokeError())}");
+        }
+
+        public bool Wait(int timeoutMs)
+        {
+            EpollEvent ev;
+            return Libc.epoll_wait(_epoll, &ev, 1, timeoutMs) > 0;
+        }
+
+        public void Dispose()
+        {
+            if (_epoll >= 0) Libc.close(_epoll);
+        }
+    }
+}
