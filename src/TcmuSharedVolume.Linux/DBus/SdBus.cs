@@ -109,6 +109,9 @@ internal static unsafe class SdBus
         Check(LibSystemd.sd_bus_message_append_basic(message, LibSystemd.SD_BUS_TYPE_BOOLEAN, &b), "append boolean");
     }
 
+    public static void AppendUInt64(nint message, ulong value) =>
+        Check(LibSystemd.sd_bus_message_append_basic(message, LibSystemd.SD_BUS_TYPE_UINT64, &value), "append uint64");
+
     public static void AppendInt32(nint message, int value) =>
         Check(LibSystemd.sd_bus_message_append_basic(message, LibSystemd.SD_BUS_TYPE_INT32, &value), "append int32");
 
