@@ -39,6 +39,7 @@ public sealed record PersistentReservationStatus(string Type, string? Holder, st
 [JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower, WriteIndented = true,
     DefaultIgnoreCondition = JsonIgnoreCondition.Never)]
 [JsonSerializable(typeof(AdminStatus))]
+[JsonSerializable(typeof(VolumeStatus))]
 public sealed partial class AdminJsonContext : JsonSerializerContext
 {
     public static string Serialize(AdminStatus status) => JsonSerializer.Serialize(status, Default.AdminStatus);

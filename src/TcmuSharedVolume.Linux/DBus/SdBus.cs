@@ -40,7 +40,7 @@ internal static unsafe class SdBus
         if (address is null)
         {
             r = LibSystemd.sd_bus_open_system(&bus);
-            Check(r, "cannot connect to the D-Bus system bus");
+            Check(r, "cannot connect to the D-Bus system bus (is dbus running?)");
             return bus;
         }
 
