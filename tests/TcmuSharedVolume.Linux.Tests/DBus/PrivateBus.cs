@@ -11,10 +11,24 @@ public sealed class PrivateBus : IDisposable
 {
     private readonly Process _daemon;
     private readonly string _dir;
+    private readonly System.Text.StringBuilder _log = new();
 
-    public PrivateBus(string? extraPolicyInclude = null)
+    /// <summary>What dbus-daemon logged so far (policy rejections among others).</summary>
+    public string DaemonLog
+    {
+        get { lock (_log) return _log.ToString(); }
+    }
+
+    /// <param name="systemPolicyWith">
+    /// null: anyone may do anything. Otherwise the default policy of Debian's system bus
+    /// (deny own, deny method calls but to the bus driver) plus this policy file.
+    /// </param>
+    public PrivateBus(string? systemPolicyWith = null)
     {
         _dir = Directory.CreateTempSubdirectory("tsv-dbus-").FullName;
+        // Other users may connect (the privilege tests run busctl as nobody); the bus policy decides.
+        if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(_dir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute |
+                                   UnixFileMode.OtherExecute | UnixFileMode.GroupExecute);
         ConfigPath = Path.Combine(_dir, "bus.conf");
         File.WriteAllText(ConfigPath, $"""
             <!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
@@ -23,12 +37,7 @@ public sealed class PrivateBus : IDisposable
               <type>system</type>
               <listen>unix:path={_dir}/bus</listen>
               <auth>EXTERNAL</auth>
-              <policy context="default">
-                <allow send_destination="*"/>
-                <allow own="*"/>
-                <allow receive_sender="*"/>
-              </policy>
-              {(extraPolicyInclude is null ? "" : $"<include>{extraPolicyInclude}</include>")}
+              {(systemPolicyWith is null ? OpenPolicy : SystemPolicy + $"<include>{systemPolicyWith}</include>")}
             </busconfig>
             """);
         var psi = new ProcessStartInfo("dbus-daemon")
@@ -38,12 +47,45 @@ public sealed class PrivateBus : IDisposable
             UseShellExecute = false,
         };
         foreach (var a in new[] { $"--config-file={ConfigPath}", "--print-address=1", "--nofork" }) psi.ArgumentList.Add(a);
-        _daemon = Process.Start(psi)!;
+        _daemon = new Process { StartInfo = psi };
+        _daemon.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (_log) _log.AppendLine(e.Data); };
+        _daemon.Start();
+        _daemon.BeginErrorReadLine();
         var line = _daemon.StandardOutput.ReadLineAsync().WaitAsync(TimeSpan.FromSeconds(10)).GetAwaiter().GetResult();
         if (string.IsNullOrEmpty(line))
-            throw new InvalidOperationException($"dbus-daemon did not start: {_daemon.StandardError.ReadToEnd()}");
+            throw new InvalidOperationException($"dbus-daemon did not start: {DaemonLog}");
         Address = line.Trim();
+        if (!OperatingSystem.IsWindows())
+            File.SetUnixFileMode(Path.Combine(_dir, "bus"), (UnixFileMode)0x1FF); // 0777, like the system bus socket
     }
+
+    private const string OpenPolicy = """
+        <policy context="default">
+          <allow user="*"/>
+          <allow send_destination="*"/>
+          <allow own="*"/>
+          <allow receive_sender="*"/>
+        </policy>
+        """;
+
+    // The default context of /usr/share/dbus-1/system.conf.
+    private const string SystemPolicy = """
+        <policy context="default">
+          <allow user="*"/>
+          <deny own="*"/>
+          <deny send_type="method_call"/>
+          <allow send_type="signal"/>
+          <allow send_requested_reply="true" send_type="method_return"/>
+          <allow send_requested_reply="true" send_type="error"/>
+          <allow receive_type="method_call"/>
+          <allow receive_type="method_return"/>
+          <allow receive_type="error"/>
+          <allow receive_type="signal"/>
+          <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
+          <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
+          <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Properties"/>
+        </policy>
+        """;
 
     public string Address { get; }
 
@@ -84,6 +126,11 @@ public sealed class PrivateBus : IDisposable
 
     public (int Exit, string Out, string Err) Busctl(params string[] args) =>
         Run("busctl", [$"--address={Address}", .. args]);
+
+    /// <summary>busctl as user nobody without capabilities (the caller must be root).</summary>
+    public (int Exit, string Out, string Err) BusctlAsNobody(params string[] args) =>
+        Run("setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all",
+            "busctl", $"--address={Address}", .. args]);
 }
 
 /// <summary>Runs a <see cref="TcmuService"/> on a thread of its own, as sd-bus wants one thread per connection.</summary>

@@ -247,7 +247,7 @@ public sealed class TcmuServiceTests : IDisposable
 
 public sealed class PolicyFileTests
 {
-    private static string RepoFile(string relative)
+    internal static string RepoFile(string relative)
     {
         var dir = new DirectoryInfo(AppContext.BaseDirectory);
         while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "TcmuSharedVolume.sln"))) dir = dir.Parent;
@@ -257,7 +257,7 @@ public sealed class PolicyFileTests
     [Fact]
     public void TheShippedPolicyIsAcceptedByDbusDaemonAndLetsRootServe()
     {
-        // dbus-daemon refuses to start on a malformed included policy file.
+        // dbus-daemon refuses to start on a malformed included policy file; root may own the name.
         using var bus = new PrivateBus(RepoFile("systemd/org.kernel.TCMUService1.conf"));
         using var service = new ServiceThread(new TcmuServiceHandlers { CheckConfig = _ => (true, "") }, bus.Address);
 
