@@ -36,7 +36,7 @@ public sealed class TcmuServiceHandlers
 /// <para>
 /// Threading: sd-bus is single-threaded. Every member of this class must be called on one
 /// thread — either <see cref="Run"/> on a thread of its own, or the daemon's event loop polling
-/// <see cref="FileDescriptor"/> for <see cref="PollEvents"/> until <see cref="TimeoutMicroseconds"/>
+/// <see cref="FileDescriptor"/> for <see cref="PollEvents"/> until <see cref="ProcessTimeout"/>
 /// and then calling <see cref="ProcessPending"/> (re-read PollEvents after each call: sd-bus asks
 /// for POLLOUT only while it has queued output). Stop <see cref="Run"/> before <see cref="Dispose"/>.
 /// </para>
@@ -188,7 +188,7 @@ public sealed unsafe class TcmuService : IDisposable
     }
 
     /// <summary>How long the caller may sleep before calling <see cref="ProcessPending"/> again (null: until the fd is ready).</summary>
-    public TimeSpan? TimeoutMicroseconds
+    public TimeSpan? ProcessTimeout
     {
         get
         {
