@@ -2,7 +2,6 @@ namespace TcmuSharedVolume.Cli;
 
 public static class Program
 {
-    // PLACEHOLDER: the commands land with issue 5.
     public static int Main(string[] args)
     {
         if (args is ["--version"])
@@ -10,7 +9,12 @@ public static class Program
             Console.WriteLine("tsvctl 0.1.0");
             return 0;
         }
-        Console.Error.WriteLine("tsvctl: no commands yet");
-        return 2;
+        // TSVCTL_BUS_ADDRESS: talk to a daemon on a private bus (tests, containers without a system bus).
+        string? bus = Environment.GetEnvironmentVariable("TSVCTL_BUS_ADDRESS") is { Length: > 0 } a ? a : null;
+        return Cli.Run(args, new CliContext
+        {
+            Targetcli = new ProcessTargetcli(),
+            Admin = () => DBusDaemonAdmin.Connect(bus),
+        });
     }
 }

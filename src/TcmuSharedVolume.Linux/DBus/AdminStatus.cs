@@ -1,0 +1,50 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace TcmuSharedVolume.Linux.DBus;
+
+// What Admin1.GetStatusJson returns. The daemon fills these records, the service serialises
+// them and tsvctl reads them back with the same types, so both ends agree on one schema.
+
+/// <summary>The daemon and every volume it serves.</summary>
+public sealed record AdminStatus(string Version, IReadOnlyList<VolumeStatus> Volumes);
+
+/// <summary>One shared volume: its identity, its paths (one per I_T nexus) and its reservation table.</summary>
+public sealed record VolumeStatus(
+    string BackingPath,
+    string UnitSerial,
+    long SizeBytes,
+    int BlockSize,
+    IReadOnlyList<PathStatus> Paths,
+    ReservationStatus Reservations);
+
+/// <summary>One backstore of a volume; Initiator is null when its nexus could not be bound.</summary>
+public sealed record PathStatus(string Backstore, string? Initiator, string? TargetPort, string? UnboundReason);
+
+/// <summary>
+/// SPC-4 state as READ FULL STATUS would report it. Keys are 16 hex digits. Type is the SPC-4
+/// name (e.g. "Write Exclusive - Registrants Only"); Holder is null for the all-registrants types.
+/// </summary>
+public sealed record ReservationStatus(
+    uint Generation,
+    bool Aptpl,
+    IReadOnlyList<RegistrationStatus> Registrations,
+    PersistentReservationStatus? Reservation,
+    string? Spc2ReservedBy);
+
+public sealed record RegistrationStatus(string Initiator, string? TargetPort, string Key);
+
+public sealed record PersistentReservationStatus(string Type, string? Holder, string Key);
+
+[JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower, WriteIndented = true,
+    DefaultIgnoreCondition = JsonIgnoreCondition.Never)]
+[JsonSerializable(typeof(AdminStatus))]
+[JsonSerializable(typeof(VolumeStatus))]
+public sealed partial class AdminJsonContext : JsonSerializerContext
+{
+    public static string Serialize(AdminStatus status) => JsonSerializer.Serialize(status, Default.AdminStatus);
+
+    /// <summary>Throws <see cref="JsonException"/> on text that is not an AdminStatus.</summary>
+    public static AdminStatus Deserialize(string json) =>
+        JsonSerializer.Deserialize(json, Default.AdminStatus) ?? throw new JsonException("status is null");
+}

@@ -1,0 +1,243 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text.Json;
+using TcmuSharedVolume.Linux.DBus;
+
+namespace TcmuSharedVolume.Cli;
+
+/// <summary>What tsvctl talks to; tests replace each part.</summary>
+public sealed class CliContext
+{
+    public required ITargetcli Targetcli { get; init; }
+    public required Func<IDaemonAdmin> Admin { get; init; }
+    public LioConfigfs Configfs { get; init; } = new();
+    public Func<string> NewNaaWwn { get; init; } = RandomNaaWwn;
+    public TextWriter Out { get; init; } = Console.Out;
+    public TextWriter Error { get; init; } = Console.Error;
+
+    /// <summary>NAA type 5 with LIO's OUI 00-14-05, as rtslib generates them.</summary>
+    public static string RandomNaaWwn() =>
+        "naa.5001405" + Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(5))[..9];
+}
+
+/// <summary>
+/// tsvctl's commands. Exit codes: 0 success, 1 the operation failed, 2 the command line is
+/// wrong. Every error is one line on stderr starting with "tsvctl: ".
+/// </summary>
+public static class Cli
+{
+    public const int Ok = 0, Failure = 1, Usage = 2;
+
+    public static int Run(string[] args, CliContext ctx)
+    {
+        var root = Build(ctx);
+        var parse = root.Parse(args);
+        if (parse.Errors.Count > 0)
+        {
+            ctx.Error.WriteLine($"tsvctl: {parse.Errors[0].Message} (see tsvctl --help)");
+            return Usage;
+        }
+        try
+        {
+            return parse.Invoke(new InvocationConfiguration { Output = ctx.Out, Error = ctx.Error, EnableDefaultExceptionHandler = false });
+        }
+        catch (UsageException e)
+        {
+            ctx.Error.WriteLine($"tsvctl: {e.Message}");
+            return Usage;
+        }
+        catch (CliFailure e)
+        {
+            ctx.Error.WriteLine($"tsvctl: {e.Message}");
+            return Failure;
+        }
+    }
+
+    private static RootCommand Build(CliContext ctx)
+    {
+        var root = new RootCommand("Administer tcmu-shared-volume: shared volumes served to many initiators with their own SCSI-3 reservations.");
+
+        // volume create
+        var volume = new Command("volume", "Backing files and devices.");
+        var createPath = new Argument<string>("PATH") { Description = "Sparse file to create." };
+        var createSize = new Option<string>("--size") { Description = "Size, e.g. 10G (K, M, G, T = 1024^n).", Required = true };
+        var create = new Command("create", "Create a sparse backing file; never overwrites.") { createPath, createSize };
+        create.SetAction(p =>
+        {
+            long size = Volumes.ParseSize(p.GetValue(createSize)!);
+            var path = Volumes.Create(p.GetValue(createPath)!, size);
+            ctx.Out.WriteLine($"created {path} ({size} bytes, sparse)");
+            return Ok;
+        });
+        volume.Add(create);
+        root.Add(volume);
+
+        // export iscsi | loopback
+        var export = new Command("export", "Export a volume through LIO (runs targetcli).");
+        var volumeOpt = new Option<string>("--volume") { Description = "Backing file or block device.", Required = true };
+        var nameOpt = new Option<string?>("--name") { Description = "Backstore name prefix (default: the file name)." };
+
+        var targetOpt = new Option<string>("--target") { Description = "Target IQN to create.", Required = true };
+        var initiatorOpt = new Option<string[]>("--initiator")
+        {
+            Description = "Initiator IQN; repeat once per initiator. Each gets its own backstore and its own LUN 0.",
+            Required = true,
+            Arity = ArgumentArity.OneOrMore,
+        };
+        var portalOpt = new Option<string?>("--portal") { Description = "IP[:PORT] to listen on (default: targetcli's 0.0.0.0:3260)." };
+        var iscsi = new Command("iscsi", "One iSCSI target, one ACL and one backstore per initiator.")
+            { volumeOpt, targetOpt, initiatorOpt, portalOpt, nameOpt };
+        iscsi.SetAction(p =>
+        {
+            var path = Volumes.Canonical(p.GetValue(volumeOpt)!);
+            var request = new IscsiExport(
+                path,
+                0,
+                Volumes.CheckIscsiName(p.GetValue(targetOpt)!, "--target"),
+                p.GetValue(initiatorOpt)!.Select(i => Volumes.CheckIscsiName(i, "--initiator")).ToArray(),
+                Volumes.CheckPrefix(p.GetValue(nameOpt) ?? Volumes.DefaultPrefix(path)),
+                p.GetValue(portalOpt) is { } portal ? Volumes.ParsePortal(portal) : null);
+            if (!request.Target.StartsWith("iqn.", StringComparison.Ordinal))
+                throw new UsageException($"--target '{request.Target}' must be an iqn. name");
+            request = request with { Size = Volumes.SizeOf(path) };
+            var names = Exporter(ctx).ExportIscsi(request);
+            for (int k = 0; k < names.Count; k++)
+                ctx.Out.WriteLine($"{request.Initiators[k]}: LUN 0 = user:sharedvol/{names[k]}");
+            ctx.Out.WriteLine($"exported {path} on {request.Target} to {names.Count} initiator(s); configuration saved");
+            return Ok;
+        });
+
+        var nodesOpt = new Option<int>("--nodes") { Description = "Number of tcm_loop targets (local SCSI disks), one backstore each.", DefaultValueFactory = _ => 2 };
+        var loopback = new Command("loopback", "Local SCSI disks through tcm_loop, one per simulated node.") { volumeOpt, nodesOpt, nameOpt };
+        loopback.SetAction(p =>
+        {
+            var path = Volumes.Canonical(p.GetValue(volumeOpt)!);
+            var prefix = Volumes.CheckPrefix(p.GetValue(nameOpt) ?? Volumes.DefaultPrefix(path));
+            int nodes = p.GetValue(nodesOpt);
+            if (nodes is < 1 or > 128) throw new UsageException("--nodes must be from 1 to 128");
+            foreach (var line in Exporter(ctx).ExportLoopback(path, Volumes.SizeOf(path), nodes, prefix))
+                ctx.Out.WriteLine(line);
+            ctx.Out.WriteLine($"exported {path} through {nodes} loopback target(s); configuration saved");
+            return Ok;
+        });
+        export.Add(iscsi);
+        export.Add(loopback);
+        root.Add(export);
+
+        var unexportVolume = new Option<string>("--volume") { Description = "Backing file or block device.", Required = true };
+        var unexport = new Command("unexport", "Remove every LUN and backstore of a volume (the file stays).") { unexportVolume };
+        unexport.SetAction(p =>
+        {
+            var path = Volumes.Canonical(p.GetValue(unexportVolume)!);
+            var removed = Exporter(ctx).Unexport(path);
+            ctx.Out.WriteLine($"unexported {path}: removed {string.Join(", ", removed)}; configuration saved");
+            return Ok;
+        });
+        root.Add(unexport);
+
+        // status
+        var jsonOpt = new Option<bool>("--json") { Description = "Machine-readable output." };
+        var status = new Command("status", "What the daemon serves: volumes, paths, reservations.") { jsonOpt };
+        status.SetAction(p =>
+        {
+            var (json, parsed) = Status(ctx);
+            ctx.Out.WriteLine(p.GetValue(jsonOpt) ? json : Render(parsed));
+            return Ok;
+        });
+        root.Add(status);
+
+        // pr show | clear
+        var pr = new Command("pr", "Persistent reservations of a volume.");
+        var showVolume = new Argument<string>("VOLUME") { Description = "Backing path or unit serial." };
+        var showJson = new Option<bool>("--json") { Description = "Machine-readable output." };
+        var show = new Command("show", "Registrations and reservation of a volume.") { showVolume, showJson };
+        show.SetAction(p =>
+        {
+            var (_, parsed) = Status(ctx);
+            var v = Find(parsed, p.GetValue(showVolume)!);
+            ctx.Out.WriteLine(p.GetValue(showJson)
+                ? JsonSerializer.Serialize(v, AdminJsonContext.Default.VolumeStatus)
+                : RenderVolume(v));
+            return Ok;
+        });
+        var clearVolume = new Argument<string>("VOLUME") { Description = "Backing path or unit serial." };
+        var yes = new Option<bool>("--yes-i-know") { Description = "Confirm: this drops every registration and the reservation; a fenced node may write again." };
+        var clear = new Command("clear", "Drop all registrations and the reservation of a volume.") { clearVolume, yes };
+        clear.SetAction(p =>
+        {
+            if (!p.GetValue(yes))
+                throw new UsageException("clearing reservations can let a fenced node write again; add --yes-i-know if that is what you want");
+            string volumeArg = p.GetValue(clearVolume)!;
+            string key = volumeArg.StartsWith('/') ? Path.GetFullPath(volumeArg) : volumeArg;
+            using var admin = ctx.Admin();
+            var (ok, message) = admin.ClearReservations(key, confirm: true);
+            if (!ok) throw new CliFailure(message);
+            ctx.Out.WriteLine(message);
+            return Ok;
+        });
+        pr.Add(show);
+        pr.Add(clear);
+        root.Add(pr);
+        return root;
+    }
+
+    private static Exporter Exporter(CliContext ctx) => new(ctx.Targetcli, ctx.Configfs, ctx.NewNaaWwn);
+
+    private static (string Json, AdminStatus Parsed) Status(CliContext ctx)
+    {
+        using var admin = ctx.Admin();
+        string json = admin.GetStatusJson();
+        try
+        {
+            return (json, AdminJsonContext.Deserialize(json));
+        }
+        catch (JsonException e)
+        {
+            throw new CliFailure($"the daemon's status is not readable by this tsvctl (version mismatch?): {e.Message}");
+        }
+    }
+
+    private static VolumeStatus Find(AdminStatus status, string volume)
+    {
+        string path = volume.StartsWith('/') ? Path.GetFullPath(volume) : volume;
+        return status.Volumes.FirstOrDefault(v => v.BackingPath == path || v.UnitSerial == volume)
+               ?? throw new CliFailure($"the daemon serves no volume '{volume}' (see tsvctl status)");
+    }
+
+    internal static string Render(AdminStatus s)
+    {
+        var lines = new List<string> { $"tcmu-shared-volume {s.Version}: {s.Volumes.Count} volume(s)" };
+        lines.AddRange(s.Volumes.Select(RenderVolume));
+        return string.Join('\n', lines);
+    }
+
+    internal static string RenderVolume(VolumeStatus v)
+    {
+        var lines = new List<string>
+        {
+            $"{v.BackingPath}  serial {v.UnitSerial}  {Human(v.SizeBytes)}  block {v.BlockSize}  {v.Paths.Count} path(s)",
+        };
+        foreach (var p in v.Paths)
+            lines.Add(p.Initiator is null
+                ? $"  path {p.Backstore}: UNBOUND ({p.UnboundReason}); serves I/O, refuses PR OUT"
+                : $"  path {p.Backstore}: {p.Initiator}{(p.TargetPort is null ? "" : " -> " + p.TargetPort)}");
+        var r = v.Reservations;
+        lines.Add($"  PR generation {r.Generation}{(r.Aptpl ? ", APTPL" : "")}, {r.Registrations.Count} registration(s)");
+        foreach (var reg in r.Registrations)
+            lines.Add($"    key 0x{reg.Key}  {reg.Initiator}{(reg.TargetPort is null ? "" : " -> " + reg.TargetPort)}");
+        lines.Add(r.Reservation is { } res
+            ? $"  reservation: {res.Type}, key 0x{res.Key}{(res.Holder is null ? "" : ", holder " + res.Holder)}"
+            : "  reservation: none");
+        if (r.Spc2ReservedBy is not null) lines.Add($"  SPC-2 reserved by {r.Spc2ReservedBy}");
+        return string.Join('\n', lines);
+    }
+
+    private static string Human(long bytes)
+    {
+        string[] units = ["bytes", "KiB", "MiB", "GiB", "TiB", "PiB"];
+        double v = bytes;
+        int u = 0;
+        while (v >= 1024 && u < units.Length - 1) { v /= 1024; u++; }
+        return u == 0 ? $"{bytes} bytes" : v.ToString("0.#", CultureInfo.InvariantCulture) + " " + units[u];
+    }
+}

@@ -1,0 +1,149 @@
+namespace TcmuSharedVolume.Cli;
+
+/// <summary>What <c>tsvctl export iscsi</c> asks for.</summary>
+public sealed record IscsiExport(string Volume, long Size, string Target, IReadOnlyList<string> Initiators, string Prefix,
+    (string Address, int Port)? Portal);
+
+/// <summary>
+/// Builds and removes LIO exports of a shared volume through targetcli: one user:sharedvol
+/// backstore per initiator (per I_T nexus, DESIGN §2). All or nothing: when a step fails, the
+/// steps already done are undone in reverse order before the error is reported.
+/// </summary>
+public sealed class Exporter(ITargetcli targetcli, LioConfigfs configfs, Func<string> newNaaWwn)
+{
+    private const string Backstores = "/backstores/user:sharedvol";
+
+    public IReadOnlyList<string> ExportIscsi(IscsiExport e)
+    {
+        if (e.Initiators.Count == 0) throw new UsageException("give at least one --initiator");
+        if (e.Initiators.Distinct().Count() != e.Initiators.Count) throw new UsageException("an --initiator is given twice");
+
+        var tx = new Transaction(targetcli);
+        var names = new List<string>();
+        for (int k = 1; k <= e.Initiators.Count; k++)
+        {
+            string name = $"{e.Prefix}-{k}";
+            tx.Do($"{Backstores} create name={name} size={e.Size} cfgstring={e.Volume};initiator={Volumes.EscapeInitiator(e.Initiators[k - 1])}",
+                undo: $"{Backstores} delete {name}");
+            names.Add(name);
+        }
+
+        string tpg = $"/iscsi/{e.Target}/tpg1";
+        // Deleting the target removes its TPG, portals, LUNs and ACLs with it.
+        tx.Do($"/iscsi create wwn={e.Target}", undo: $"/iscsi delete wwn={e.Target}");
+        if (e.Portal is { } portal)
+        {
+            // targetcli adds 0.0.0.0:3260 by default (auto_add_default_portal), which would hold the port.
+            tx.TryDo($"{tpg}/portals delete ip_address=0.0.0.0 ip_port=3260");
+            tx.Do($"{tpg}/portals create ip_address={portal.Address} ip_port={portal.Port}");
+        }
+        // Only the ACLs below may log in, and each sees only its own backstore.
+        tx.Do($"{tpg} set attribute generate_node_acls=0 authentication=0");
+        for (int k = 0; k < names.Count; k++)
+            tx.Do($"{tpg}/luns create storage_object={Backstores}/{names[k]} lun={k} add_mapped_luns=false");
+        for (int k = 0; k < names.Count; k++)
+        {
+            // add_mapped_luns=false: the default would map every TPG LUN into every ACL, giving one
+            // initiator the other initiators' paths and breaking the one-nexus-per-backstore rule.
+            tx.Do($"{tpg}/acls create wwn={e.Initiators[k]} add_mapped_luns=false");
+            tx.Do($"{tpg}/acls/{e.Initiators[k]} create mapped_lun=0 tpg_lun_or_backstore=lun{k}");
+        }
+        tx.Do("saveconfig");
+        return names;
+    }
+
+    public IReadOnlyList<string> ExportLoopback(string volume, long size, int nodes, string prefix)
+    {
+        if (nodes is < 1 or > 128) throw new UsageException("--nodes must be from 1 to 128");
+        var tx = new Transaction(targetcli);
+        var created = new List<string>();
+        for (int k = 1; k <= nodes; k++)
+        {
+            string name = $"{prefix}-{k}";
+            string wwn = newNaaWwn();
+            tx.Do($"{Backstores} create name={name} size={size} cfgstring={volume}", undo: $"{Backstores} delete {name}");
+            tx.Do($"/loopback create wwn={wwn}", undo: $"/loopback delete wwn={wwn}");
+            // tcm_loop: the TPG's nexus must exist before a LUN is linked, or the SCSI scan has no
+            // initiator to bind the backstore to (DESIGN §5). rtslib writes one; make sure.
+            tx.Check(() => configfs.EnsureLoopbackNexus(wwn, newNaaWwn()), $"set the nexus of /loopback/{wwn}");
+            tx.Do($"/loopback/{wwn}/luns create storage_object={Backstores}/{name} lun=0");
+            created.Add($"{name} -> {wwn}");
+        }
+        tx.Do("saveconfig");
+        return created;
+    }
+
+    /// <summary>Removes every LUN and backstore of the volume; a target left without LUNs goes too.</summary>
+    public IReadOnlyList<string> Unexport(string volume)
+    {
+        var backstores = configfs.BackstoresOf(volume);
+        if (backstores.Count == 0) throw new CliFailure($"no user:sharedvol backstore serves '{volume}'");
+        var done = new List<string>();
+        void Run(string command)
+        {
+            var r = targetcli.Run(command);
+            if (!r.Ok)
+                throw new CliFailure($"targetcli {command} failed: {FirstLine(r.Output)}" +
+                                     (done.Count == 0 ? "; nothing was changed" : $"; already done: {string.Join(", ", done)}"));
+            done.Add(command);
+        }
+
+        foreach (var target in configfs.LunsUsing(backstores).GroupBy(l => (l.Fabric, l.TargetWwn)))
+        {
+            var (fabric, wwn) = target.Key;
+            if (configfs.TargetLunCount(fabric, wwn) == target.Count())
+                Run($"/{fabric} delete wwn={wwn}");
+            else
+                foreach (var lun in target)
+                    Run(fabric == "iscsi" ? $"/iscsi/{wwn}/tpg{lun.Tpgt}/luns delete lun={lun.Lun}" : $"/{fabric}/{wwn}/luns delete lun={lun.Lun}");
+        }
+        foreach (var name in backstores) Run($"{Backstores} delete {name}");
+        Run("saveconfig");
+        return backstores;
+    }
+
+    internal static string FirstLine(string text)
+    {
+        var line = text.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).FirstOrDefault();
+        return string.IsNullOrEmpty(line) ? "(no output)" : line;
+    }
+
+    /// <summary>Steps with their undo; the first failure rolls back and throws.</summary>
+    private sealed class Transaction(ITargetcli targetcli)
+    {
+        private readonly Stack<string> _undo = new();
+
+        public void Do(string command, string? undo = null)
+        {
+            var r = targetcli.Run(command);
+            if (!r.Ok) Fail($"targetcli {command} failed: {FirstLine(r.Output)}");
+            if (undo is not null) _undo.Push(undo);
+        }
+
+        /// <summary>A step whose failure is expected on some hosts and harmless.</summary>
+        public void TryDo(string command) => targetcli.Run(command);
+
+        public void Check(Action step, string what)
+        {
+            try
+            {
+                step();
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                Fail($"cannot {what}: {ex.Message}");
+            }
+        }
+
+        private void Fail(string message)
+        {
+            int undone = _undo.Count;
+            var leftovers = new List<string>();
+            while (_undo.TryPop(out var undo))
+                if (!targetcli.Run(undo).Ok) leftovers.Add(undo);
+            throw new CliFailure(message + (leftovers.Count == 0
+                ? undone == 0 ? "; nothing was changed" : $"; rolled back ({undone} step(s) undone)"
+                : $"; rollback incomplete, run by hand: {string.Join(" ; ", leftovers.Select(l => "targetcli " + l))}"));
+        }
+    }
+}

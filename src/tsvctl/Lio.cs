@@ -1,0 +1,96 @@
+namespace TcmuSharedVolume.Cli;
+
+/// <summary>A TPG LUN of some fabric target that links one of a volume's backstores.</summary>
+public sealed record LunLink(string Fabric, string TargetWwn, int Tpgt, int Lun, string Backstore);
+
+/// <summary>
+/// Read-only view of LIO's configfs (plus the loopback nexus write), rooted at
+/// /sys/kernel/config/target; tests point it at a directory tree of their own.
+/// </summary>
+public sealed class LioConfigfs(string root = "/sys/kernel/config/target")
+{
+    public string Root { get; } = root;
+
+    /// <summary>Names of the user backstores whose dev_config is sharedvol/&lt;path&gt;[;...].</summary>
+    public IReadOnlyList<string> BackstoresOf(string volumePath)
+    {
+        var names = new List<string>();
+        var core = Path.Combine(Root, "core");
+        if (!Directory.Exists(core)) return names;
+        foreach (var hba in Directory.EnumerateDirectories(core, "user_*").Order(StringComparer.Ordinal))
+        foreach (var dev in Directory.EnumerateDirectories(hba).Order(StringComparer.Ordinal))
+        {
+            var config = ReadConfig(dev);
+            if (config is null || !config.StartsWith("sharedvol/", StringComparison.Ordinal)) continue;
+            var path = config["sharedvol/".Length..].Split(';')[0];
+            if (path == volumePath) names.Add(Path.GetFileName(dev));
+        }
+        return names;
+    }
+
+    private static string? ReadConfig(string dev)
+    {
+        // attrib/dev_config holds the string; info's "Config:" on kernels without that attribute.
+        var attr = Path.Combine(dev, "attrib", "dev_config");
+        if (File.Exists(attr)) return File.ReadAllText(attr).Trim();
+        var info = Path.Combine(dev, "info");
+        if (!File.Exists(info)) return null;
+        foreach (var word in File.ReadAllText(info).Split([' ', '\n', '\t'], StringSplitOptions.RemoveEmptyEntries))
+            if (word.StartsWith("sharedvol/", StringComparison.Ordinal)) return word;
+        return null;
+    }
+
+    /// <summary>Every TPG LUN (iscsi, loopback) whose storage link points at one of <paramref name="backstores"/>.</summary>
+    public IReadOnlyList<LunLink> LunsUsing(IReadOnlyCollection<string> backstores)
+    {
+        var links = new List<LunLink>();
+        foreach (var fabric in new[] { "iscsi", "loopback" })
+        {
+            var dir = Path.Combine(Root, fabric);
+            if (!Directory.Exists(dir)) continue;
+            foreach (var target in Directory.EnumerateDirectories(dir).Order(StringComparer.Ordinal))
+            foreach (var tpg in Directory.EnumerateDirectories(target, "tpgt_*"))
+            {
+                var lunDir = Path.Combine(tpg, "lun");
+                if (!Directory.Exists(lunDir)) continue;
+                foreach (var lun in Directory.EnumerateDirectories(lunDir, "lun_*"))
+                foreach (var entry in new DirectoryInfo(lun).EnumerateFileSystemInfos())
+                {
+                    if (entry.LinkTarget is not { } linkTarget) continue;
+                    var backstore = Path.GetFileName(linkTarget.TrimEnd('/'));
+                    if (!backstores.Contains(backstore)) continue;
+                    links.Add(new LunLink(fabric, Path.GetFileName(target), int.Parse(Path.GetFileName(tpg)[5..]),
+                        int.Parse(Path.GetFileName(lun)[4..]), backstore));
+                }
+            }
+        }
+        return links;
+    }
+
+    /// <summary>Number of LUNs in all TPGs of a target, to tell whether removing ours empties it.</summary>
+    public int TargetLunCount(string fabric, string wwn)
+    {
+        var target = Path.Combine(Root, fabric, wwn);
+        if (!Directory.Exists(target)) return 0;
+        return Directory.EnumerateDirectories(target, "tpgt_*")
+            .Select(tpg => Path.Combine(tpg, "lun"))
+            .Where(Directory.Exists)
+            .Sum(dir => Directory.EnumerateDirectories(dir, "lun_*").Count());
+    }
+
+    /// <summary>
+    /// tcm_loop needs its TPG nexus before a LUN is linked (DESIGN §5). rtslib writes one when it
+    /// creates the TPG; this writes <paramref name="initiatorWwn"/> only if none is there, and
+    /// returns the nexus in force, or null when configfs is not present (tests, dry machines).
+    /// </summary>
+    public string? EnsureLoopbackNexus(string targetWwn, string initiatorWwn)
+    {
+        var tpg = Path.Combine(Root, "loopback", targetWwn, "tpgt_1");
+        if (!Directory.Exists(tpg)) return null;
+        var nexus = Path.Combine(tpg, "nexus");
+        var current = File.Exists(nexus) ? File.ReadAllText(nexus).Trim() : "";
+        if (current.Length > 0) return current;
+        File.WriteAllText(nexus, initiatorWwn);
+        return initiatorWwn;
+    }
+}

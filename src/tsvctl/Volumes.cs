@@ -1,0 +1,127 @@
+using System.Globalization;
+using System.Text.RegularExpressions;
+using TcmuSharedVolume.Interop;
+
+namespace TcmuSharedVolume.Cli;
+
+/// <summary>Backing files and block devices, and the names and values targetcli is given.</summary>
+public static partial class Volumes
+{
+    /// <summary>"10G", "512M", "4096" (bytes); K/M/G/T are powers of 1024, as targetcli reads them.</summary>
+    public static long ParseSize(string text)
+    {
+        var m = SizeRegex().Match(text.Trim());
+        if (!m.Success)
+            throw new UsageException($"cannot read size '{text}': use a number of bytes or a number with K, M, G or T");
+        long n = long.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture);
+        int shift = m.Groups[2].Value.ToUpperInvariant() switch { "K" => 10, "M" => 20, "G" => 30, "T" => 40, _ => 0 };
+        if (n <= 0 || n > (long.MaxValue >> shift))
+            throw new UsageException($"size '{text}' is out of range");
+        long bytes = n << shift;
+        if (bytes % 512 != 0)
+            throw new UsageException($"size '{text}' is not a multiple of 512 bytes");
+        return bytes;
+    }
+
+    [GeneratedRegex("^([0-9]+)([KkMmGgTt]?)(?:i?[Bb])?$")]
+    private static partial Regex SizeRegex();
+
+    /// <summary>The canonical absolute path targetcli and the daemon will see.</summary>
+    public static string Canonical(string path)
+    {
+        if (string.IsNullOrWhiteSpace(path)) throw new UsageException("volume path is empty");
+        var full = Path.GetFullPath(path);
+        if (full.Any(c => char.IsWhiteSpace(c) || c is ';' or ':' or '%'))
+            throw new UsageException($"volume path '{full}' contains whitespace, ';', ':' or '%', which a TCMU config string cannot carry");
+        return full;
+    }
+
+    /// <summary>Size of an existing regular file or block device.</summary>
+    public static long SizeOf(string path)
+    {
+        if (BlockDeviceSize(path) is { } device) return device;
+        var info = new FileInfo(path);
+        if (!info.Exists) throw new CliFailure($"volume '{path}' does not exist (create it: tsvctl volume create {path} --size 10G)");
+        if (info.Length == 0) throw new CliFailure($"volume '{path}' is empty");
+        return info.Length;
+    }
+
+    /// <summary>BLKGETSIZE64 of a block device (an LVM LV), or null when the path is not one.</summary>
+    public static unsafe long? BlockDeviceSize(string path)
+    {
+        int fd = Libc.open(path, Libc.O_RDONLY | Libc.O_CLOEXEC | Libc.O_NONBLOCK, 0);
+        if (fd < 0) return null;
+        try
+        {
+            ulong size = 0;
+            return Libc.ioctl(fd, Libc.BLKGETSIZE64, &size) == 0 ? (long)size : null;
+        }
+        finally
+        {
+            Libc.close(fd);
+        }
+    }
+
+    /// <summary>Creates a sparse file; never overwrites anything.</summary>
+    public static string Create(string path, long size)
+    {
+        var full = Canonical(path);
+        if (BlockDeviceSize(full) is { } device)
+            throw new CliFailure($"'{full}' is a block device of {device} bytes; use it as it is (tsvctl export ... --volume {full})");
+        try
+        {
+            using var stream = new FileStream(full, FileMode.CreateNew, FileAccess.Write, FileShare.None);
+            stream.SetLength(size); // ftruncate: sparse
+        }
+        catch (IOException) when (File.Exists(full) || Directory.Exists(full))
+        {
+            throw new CliFailure($"'{full}' already exists; refusing to overwrite it");
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new CliFailure($"cannot create '{full}': {e.Message}");
+        }
+        return full;
+    }
+
+    /// <summary>Backstore name prefix: the file name without extension, in the characters rtslib accepts.</summary>
+    public static string DefaultPrefix(string volumePath)
+    {
+        var name = Path.GetFileNameWithoutExtension(volumePath);
+        var clean = new string(name.Select(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' ? c : '_').ToArray());
+        return clean.Length == 0 ? "sharedvol" : clean;
+    }
+
+    public static string CheckPrefix(string prefix)
+    {
+        if (prefix.Length == 0 || prefix.Length > 48 || !prefix.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_'))
+            throw new UsageException($"name prefix '{prefix}' must be 1-48 letters, digits, '-' or '_'");
+        return prefix;
+    }
+
+    /// <summary>iSCSI names (RFC 3720 3.2.6): iqn.yyyy-mm.reversed.domain[:anything], eui.16hex, naa.16/32hex; lower case.</summary>
+    public static string CheckIscsiName(string name, string what)
+    {
+        var lower = name.Trim().ToLowerInvariant();
+        if (!IscsiNameRegex().IsMatch(lower))
+            throw new UsageException($"{what} '{name}' is not an iSCSI name (iqn.YYYY-MM.domain[:id], eui.<16 hex> or naa.<16|32 hex>)");
+        return lower;
+    }
+
+    [GeneratedRegex(@"^(iqn\.[0-9]{4}-[0-9]{2}\.[a-z0-9][a-z0-9.\-]*(:[a-z0-9.:\-]+)?|eui\.[0-9a-f]{16}|naa\.([0-9a-f]{16}|[0-9a-f]{32}))$")]
+    private static partial Regex IscsiNameRegex();
+
+    /// <summary>rtslib refuses ':' in a config string (anchors §3.2), so the daemon reads %3A as ':'.</summary>
+    public static string EscapeInitiator(string iqn) => iqn.Replace(":", "%3A", StringComparison.Ordinal);
+
+    public static (string Address, int Port) ParsePortal(string portal)
+    {
+        int colon = portal.LastIndexOf(':');
+        string address = colon < 0 ? portal : portal[..colon];
+        string port = colon < 0 ? "3260" : portal[(colon + 1)..];
+        if (address.StartsWith('[') && address.EndsWith(']')) address = address[1..^1];
+        if (!System.Net.IPAddress.TryParse(address, out _) || !int.TryParse(port, out int p) || p is < 1 or > 65535)
+            throw new UsageException($"portal '{portal}' must be IP[:PORT], e.g. 127.0.0.1:3260");
+        return (address, p);
+    }
+}

@@ -1,0 +1,84 @@
+using TcmuSharedVolume.Cli;
+using TcmuSharedVolume.Linux.DBus;
+
+namespace TcmuSharedVolume.Cli.Tests;
+
+/// <summary>Records every targetcli command; fails the ones a test names.</summary>
+public sealed class FakeTargetcli : ITargetcli
+{
+    public List<string> Commands { get; } = [];
+    public Func<string, bool> Fails { get; set; } = _ => false;
+    public Action<string>? OnRun { get; set; }
+
+    public TargetcliResult Run(string command)
+    {
+        Commands.Add(command);
+        OnRun?.Invoke(command);
+        return Fails(command) ? new TargetcliResult(false, "Error: simulated failure\nmore detail") : new TargetcliResult(true, "Created.");
+    }
+}
+
+public sealed class FakeAdmin(string json) : IDaemonAdmin
+{
+    public List<(string Volume, bool Confirm)> Cleared { get; } = [];
+    public (bool, string) ClearAnswer { get; set; } = (true, "cleared 2 registrations");
+    public bool Disposed { get; private set; }
+
+    public string GetStatusJson() => json;
+
+    public (bool Ok, string Message) ClearReservations(string volume, bool confirm)
+    {
+        Cleared.Add((volume, confirm));
+        return ClearAnswer;
+    }
+
+    public void Dispose() => Disposed = true;
+}
+
+/// <summary>A temp directory for volumes and a fake configfs tree; the context tsvctl runs in.</summary>
+public sealed class Sandbox : IDisposable
+{
+    private int _wwn;
+
+    public Sandbox()
+    {
+        Dir = Directory.CreateTempSubdirectory("tsvctl-").FullName;
+        Configfs = Path.Combine(Dir, "configfs");
+        Directory.CreateDirectory(Configfs);
+    }
+
+    public string Dir { get; }
+    public string Configfs { get; }
+    public FakeTargetcli Targetcli { get; } = new();
+    public FakeAdmin Admin { get; set; } = new(AdminJsonContext.Serialize(new AdminStatus("0.1.0", [])));
+    public StringWriter Out { get; } = new();
+    public StringWriter Err { get; } = new();
+
+    public string Volume(string name = "vol1.img", long size = 1 << 30)
+    {
+        var path = Path.Combine(Dir, name);
+        using (var f = File.Create(path)) f.SetLength(size);
+        return path;
+    }
+
+    public int Run(params string[] args) => TcmuSharedVolume.Cli.Cli.Run(args, new CliContext
+    {
+        Targetcli = Targetcli,
+        Admin = () => Admin,
+        Configfs = new LioConfigfs(Configfs),
+        NewNaaWwn = () => $"naa.500140500000000{++_wwn}",
+        Out = Out,
+        Error = Err,
+    });
+
+    /// <summary>stderr must be exactly one line.</summary>
+    public string ErrorLine()
+    {
+        var lines = Err.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Single(lines);
+        Assert.StartsWith("tsvctl: ", lines[0]);
+        return lines[0];
+    }
+
+    public void Dispose() => Directory.Delete(Dir, true);
+}
