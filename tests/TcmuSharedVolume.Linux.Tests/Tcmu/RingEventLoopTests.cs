@@ -1,0 +1,280 @@
+using System.Buffers.Binary;
+using System.Collections.Concurrent;
+using System.IO.Pipes;
+using TcmuSharedVolume.Linux.Tcmu;
+using TcmuSharedVolume.Scsi;
+using TcmuSharedVolume.Simulation;
+using static TcmuSharedVolume.Tests.Tcmu.RingTestKit;
+
+namespace TcmuSharedVolume.Tests.Tcmu;
+
+public class RingEventLoopTests
+{
+    private static readonly TimeSpan Long = TimeSpan.FromSeconds(20);
+
+    private static List<(RingSimulator.Submitted S, uint Lba, bool Read)> SubmitMix(SimulatedDevice device, int count, uint firstLba)
+    {
+        var submitted = new List<(RingSimulator.Submitted, uint, bool)>();
+        for (int i = 0; i < count; i++)
+        {
+            uint lba = firstLba + (uint)i;
+            bool read = i % 2 == 0;
+            var s = read
+                ? device.Sim.Submit(Read10(lba, 8), dataInLength: 4096, fragment: i % 3 == 0)
+                : device.Sim.Submit(Write10(lba, 8), dataOut: PatternExecutor.PatternFor(lba, 4096), fragment: i % 3 == 0);
+            submitted.Add((s, lba, read));
+        }
+        return submitted;
+    }
+
+    private static void AssertAnswered(SimulatedDevice device, IEnumerable<(RingSimulator.Submitted S, uint Lba, bool Read)> submitted)
+    {
+        foreach (var (s, lba, read) in submitted)
+        {
+            var done = device.Sim.ForTicket(s.Ticket);
+            Assert.NotNull(done);
+            Assert.Equal((byte)ScsiStatus.Good, done.Status);
+            if (read) Assert.Equal(PatternExecutor.PatternFor(lba, 4096), done.DataIn);
+        }
+        Assert.Null(device.Sim.BrokenReason);
+    }
+
+    [Fact]
+    public void Serves128RingsAddedAndRemovedWhileRunning()
+    {
+        var lost = new ConcurrentQueue<string>();
+        using var loop = new RingEventLoop(workerCount: 4, ringLost: (r, why) => lost.Enqueue(r.Name + ": " + why));
+        var devices = Enumerable.Range(0, 128).Select(i => new SimulatedDevice($"ring{i}")).ToArray();
+        var executor = new PatternExecutor();
+        var work = new List<(RingSimulator.Submitted, uint, bool)>[128];
+        try
+        {
+            for (int i = 0; i < 64; i++) loop.Add(devices[i].Ring, devices[i].Source, executor);
+            for (int i = 0; i < 64; i++) work[i] = SubmitMix(devices[i], 8, (uint)i * 100);
+            // The other half joins while the first half is being served.
+            for (int i = 64; i < 128; i++)
+            {
+                work[i] = SubmitMix(devices[i], 8, (uint)i * 100); // queued before Add: the first drain finds it
+                loop.Add(devices[i].Ring, devices[i].Source, executor);
+            }
+            Assert.Equal(128, loop.RingCount);
+            for (int i = 0; i < 128; i++)
+                Assert.True(devices[i].Sim.WaitForCompletions(8, Long), $"ring {i}: {devices[i].Sim.CompletedCount} of 8");
+            for (int i = 0; i < 128; i++) AssertAnswered(devices[i], work[i]);
+
+            // Remove a quarter; the rest keep working, the removed ones are no longer drained.
+            for (int i = 0; i < 128; i += 4) Assert.True(loop.Remove(devices[i].Ring, Long));
+            Assert.Equal(96, loop.RingCount);
+            for (int i = 0; i < 128; i++) work[i] = SubmitMix(devices[i], 4, 50_000 + (uint)i);
+            for (int i = 0; i < 128; i++)
+            {
+                if (i % 4 == 0) continue;
+                Assert.True(devices[i].Sim.WaitForCompletions(12, Long));
+                AssertAnswered(devices[i], work[i]);
+            }
+            for (int i = 0; i < 128; i += 4)
+                Assert.Equal(8, devices[i].Sim.CompletedCount);
+            Assert.Empty(lost);
+            Assert.True(loop.Stop(Long));
+        }
+        finally
+        {
+            loop.Dispose();
+            foreach (var d in devices) d.Dispose();
+        }
+    }
+
+    [Fact]
+    public void OneSlowRingDoesNotStallTheOthers()
+    {
+        using var loop = new RingEventLoop(workerCount: 4);
+        using var slow = new SimulatedDevice("slow");
+        using var fast = new SimulatedDevice("fast");
+        using var gate = new ManualResetEventSlim(false);
+        var slowExecutor = new PatternExecutor { BeforeExecute = _ => gate.Wait() };
+        var fastExecutor = new PatternExecutor();
+        try
+        {
+            loop.Add(slow.Ring, slow.Source, slowExecutor);
+            loop.Add(fast.Ring, fast.Source, fastExecutor);
+            SubmitMix(slow, 8, 0);
+            Assert.True(Wait.Until(() => Volatile.Read(ref slowExecutor.Running) == loop.MaxRunningPerRing));
+
+            var work = SubmitMix(fast, 12, 1000);
+            Assert.True(fast.Sim.WaitForCompletions(12, Long));
+            AssertAnswered(fast, work);
+            Assert.Equal(0, slow.Sim.CompletedCount);
+            Assert.Equal(loop.MaxRunningPerRing, Volatile.Read(ref slowExecutor.Running)); // never more than its share
+        }
+        finally
+        {
+            gate.Set();
+        }
+        Assert.True(slow.Sim.WaitForCompletions(8, Long));
+        Assert.True(loop.Stop(Long));
+    }
+
+    [Fact]
+    public void AbortTaskCompletesAQueuedCommandAtOnce_AndTellsTheExecutor()
+    {
+        using var loop = new RingEventLoop(workerCount: 1);
+        using var device = new SimulatedDevice("abort");
+        using var gate = new ManualResetEventSlim(false);
+        var executor = new PatternExecutor { BeforeExecute = _ => gate.Wait() };
+        try
+        {
+            loop.Add(device.Ring, device.Source, executor);
+            var running = device.Sim.Submit(Read10(1, 8), dataInLength: 4096);
+            Assert.True(Wait.Until(() => Volatile.Read(ref executor.Running) == 1));
+            var queued = device.Sim.Submit(Read10(2, 8), dataInLength: 4096);
+            var other = device.Sim.Submit(Read10(3, 8), dataInLength: 4096);
+            Assert.True(device.Sim.TrySubmitTmr((byte)TmrType.AbortTask, [queued.CmdId]));
+
+            Assert.True(device.Sim.WaitForCompletions(1, Long));
+            Assert.Equal((byte)ScsiStatus.TaskAborted, device.Sim.ForTicket(queued.Ticket)!.Status);
+            Assert.Null(device.Sim.ForTicket(running.Ticket));
+            Assert.True(Wait.Until(() => !executor.Tmrs.IsEmpty));
+            Assert.True(executor.Tmrs.TryDequeue(out var tmr));
+            Assert.Equal(TmrType.AbortTask, tmr.Type);
+            Assert.Equal([queued.CmdId], tmr.Ids);
+
+            gate.Set();
+            Assert.True(device.Sim.WaitForCompletions(3, Long));
+            Assert.Equal((byte)ScsiStatus.Good, device.Sim.ForTicket(running.Ticket)!.Status);
+            Assert.Equal((byte)ScsiStatus.Good, device.Sim.ForTicket(other.Ticket)!.Status);
+            Assert.Equal(2, executor.Executed);
+        }
+        finally
+        {
+            gate.Set();
+        }
+    }
+
+    [Fact]
+    public void LunResetAbortsQueuedCommands_AndRunningOnesCompleteNormally()
+    {
+        using var loop = new RingEventLoop(workerCount: 1);
+        using var device = new SimulatedDevice("reset");
+        using var gate = new ManualResetEventSlim(false);
+        var executor = new PatternExecutor { BeforeExecute = _ => gate.Wait() };
+        try
+        {
+            loop.Add(device.Ring, device.Source, executor);
+            var running = device.Sim.Submit(Read10(1, 8), dataInLength: 4096);
+            Assert.True(Wait.Until(() => Volatile.Read(ref executor.Running) == 1));
+            var q1 = device.Sim.Submit(Read10(2, 8), dataInLength: 4096);
+            var q2 = device.Sim.Submit(Write10(3, 8), dataOut: PatternExecutor.PatternFor(3, 4096));
+            Assert.True(device.Sim.TrySubmitTmr((byte)TmrType.LunReset, [running.CmdId, q1.CmdId, q2.CmdId]));
+
+            Assert.True(device.Sim.WaitForCompletions(2, Long));
+            Assert.Equal((byte)ScsiStatus.TaskAborted, device.Sim.ForTicket(q1.Ticket)!.Status);
+            Assert.Equal((byte)ScsiStatus.TaskAborted, device.Sim.ForTicket(q2.Ticket)!.Status);
+            Assert.True(Wait.Until(() => executor.Tmrs.TryPeek(out var t) && t.Type == TmrType.LunReset));
+
+            gate.Set();
+            Assert.True(device.Sim.WaitForCompletions(3, Long));
+            Assert.Equal((byte)ScsiStatus.Good, device.Sim.ForTicket(running.Ticket)!.Status);
+            Assert.Equal(1, executor.Executed);
+            Assert.Null(device.Sim.BrokenReason);
+        }
+        finally
+        {
+            gate.Set();
+        }
+    }
+
+    [Fact]
+    public void ABurstOfCompletionsSharesKicks()
+    {
+        using var loop = new RingEventLoop(workerCount: 2);
+        using var device = new SimulatedDevice("burst", dataBlocks: 64);
+        var work = SubmitMix(device, 48, 0); // queued before Add: one drain takes them all
+        loop.Add(device.Ring, device.Source, new PatternExecutor());
+        Assert.True(device.Sim.WaitForCompletions(48, Long));
+        AssertAnswered(device, work);
+        Assert.True(loop.Stop(Long));
+        Assert.InRange(device.Notifier.Kicks, 1, 47);
+        Assert.Equal(device.Notifier.Kicks, device.Ring.Kicks);
+    }
+
+    [Fact]
+    public unsafe void DeviceGoneIsReported_AndTheRingCanBeRemoved()
+    {
+        var lost = new ConcurrentQueue<(TcmuRing Ring, string Why)>();
+        using var loop = new RingEventLoop(workerCount: 2, ringLost: (r, why) => lost.Enqueue((r, why)));
+        using var device = new SimulatedDevice("gone");
+        var writer = new AnonymousPipeServerStream(PipeDirection.Out);
+        using var readEnd = writer.ClientSafePipeHandle;
+        var source = new PipeSource((int)readEnd.DangerousGetHandle());
+        loop.Add(device.Ring, source, new PatternExecutor());
+
+        writer.Dispose(); // the write end closes: EPOLLHUP on the read end, as uio_poll after unregister
+        Assert.True(Wait.Until(() => !lost.IsEmpty));
+        Assert.True(lost.TryDequeue(out var report));
+        Assert.Same(device.Ring, report.Ring);
+        Assert.Contains("device gone", report.Why);
+        Assert.True(loop.Remove(device.Ring, Long));
+        Assert.Equal(0, loop.RingCount);
+    }
+
+    private sealed class PipeSource(int fd) : IRingEventSource
+    {
+        public int Fd => fd;
+        public void ConsumeEvent() { }
+    }
+
+    [Fact]
+    public void FailedRingIsReported_AndOtherRingsGoOn()
+    {
+        var lost = new ConcurrentQueue<string>();
+        using var loop = new RingEventLoop(workerCount: 2, ringLost: (r, why) => lost.Enqueue(r.Name + " " + why));
+        using var broken = new SimulatedDevice("broken");
+        using var healthy = new SimulatedDevice("healthy");
+        loop.Add(broken.Ring, broken.Source, new PatternExecutor());
+        loop.Add(healthy.Ring, healthy.Source, new PatternExecutor());
+        // A header of length 0: the framing is lost.
+        Assert.True(broken.Sim.TrySubmitRaw(128, RingSimulator.OpCmd, (e, _) => BinaryPrimitives.WriteUInt32LittleEndian(e, 1), trackId: true, out _));
+        Assert.True(Wait.Until(() => !lost.IsEmpty));
+        Assert.Contains("broken ring failed", lost.Single());
+
+        var work = SubmitMix(healthy, 6, 0);
+        Assert.True(healthy.Sim.WaitForCompletions(6, Long));
+        AssertAnswered(healthy, work);
+    }
+
+    [Fact]
+    public void ExecutorExceptionBecomesHardwareError()
+    {
+        using var loop = new RingEventLoop(workerCount: 2);
+        using var device = new SimulatedDevice("throws");
+        var executor = new PatternExecutor { Throw = c => BinaryPrimitives.ReadUInt32BigEndian(c.Cdb.Slice(2)) == 7 };
+        loop.Add(device.Ring, device.Source, executor);
+        var bad = device.Sim.Submit(Read10(7, 8), dataInLength: 4096);
+        var good = device.Sim.Submit(Read10(8, 8), dataInLength: 4096);
+        Assert.True(device.Sim.WaitForCompletions(2, Long));
+        var answer = device.Sim.ForTicket(bad.Ticket)!;
+        Assert.Equal((byte)ScsiStatus.CheckCondition, answer.Status);
+        Assert.Equal(SenseCode.InternalTargetFailure, SenseOf(answer));
+        Assert.Equal((byte)ScsiStatus.Good, device.Sim.ForTicket(good.Ticket)!.Status);
+    }
+
+    [Fact]
+    public void StopLetsQueuedAndRunningCommandsFinish_ThenRefusesNewRings()
+    {
+        var loop = new RingEventLoop(workerCount: 2);
+        using var device = new SimulatedDevice("stop");
+        var executor = new PatternExecutor { BeforeExecute = _ => Thread.Sleep(50) };
+        loop.Add(device.Ring, device.Source, executor);
+        var work = SubmitMix(device, 6, 0);
+        // Every command drained (handed out), some still queued or running.
+        Assert.True(Wait.Until(() => device.Ring.Outstanding + device.Ring.Completions == 6));
+        Assert.True(device.Ring.Outstanding > 0);
+        Assert.True(loop.Stop(Long));
+        Assert.Equal(6, device.Sim.CompletedCount);
+        AssertAnswered(device, work);
+
+        using var late = new SimulatedDevice("late");
+        Assert.Throws<InvalidOperationException>(() => loop.Add(late.Ring, late.Source, executor));
+        loop.Dispose();
+    }
+}
