@@ -65,12 +65,14 @@ public sealed class RandomCdbPropertyTests : IDisposable
         switch (r.Status)
         {
             case ScsiStatus.Good:
+            case ScsiStatus.ReservationConflict: // random PR OUT / RESERVE CDBs reach the reservation table
                 return r.Sense.Length == 0;
             case ScsiStatus.CheckCondition:
                 if (r.Sense.Length < 8) return false;
                 if ((r.Sense[0] & 0x7F) != (input.Descriptor ? 0x72 : 0x70)) return false;
                 var code = SenseData.Parse(r.Sense);
-                return code.Key is SenseKey.IllegalRequest or SenseKey.Miscompare or SenseKey.MediumError or SenseKey.DataProtect;
+                return code.Key is SenseKey.IllegalRequest or SenseKey.Miscompare or SenseKey.MediumError or SenseKey.DataProtect
+                    or SenseKey.UnitAttention or SenseKey.NotReady;
             default:
                 return false;
         }
