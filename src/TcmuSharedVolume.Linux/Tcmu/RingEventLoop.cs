@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Diagnostics;
 using System.Runtime.InteropServices;
 using TcmuSharedVolume.Diagnostics;
 using TcmuSharedVolume.Interop;
@@ -24,14 +25,19 @@ public interface ICommandExecutor
 /// workers runs them. Fairness: each ring has its own queue; rings with work are served
 /// round-robin one command at a time, and no ring may occupy more than
 /// <see cref="MaxRunningPerRing"/> workers, so a slow volume leaves workers for the others.
-/// Kicks: a worker kicks its ring when that ring's queue is empty (or every
-/// <see cref="CompletionsPerKick"/> completions under sustained load), and the loop kicks after
-/// a drain that completed anything itself: a burst of completions shares one kick, and a fast
-/// command never waits for a slow one to be kicked.
+/// Kicks: a worker kicks its ring when that ring's queue is empty or no other command of it is
+/// running (and every <see cref="CompletionsPerKick"/> completions under sustained load); the
+/// loop kicks after a drain that completed anything itself. A burst of completions shares one
+/// kick, and a finished command is never held back behind a slow one for long: at most until
+/// the next completion of the same ring.
 /// </summary>
 public sealed unsafe class RingEventLoop : IDisposable
 {
     public const int CompletionsPerKick = 32;
+
+    /// <summary>Longest a completion waits for a kick when its worker left the kick to a later
+    /// completion of the same ring (milliseconds, the epoll_wait granularity).</summary>
+    public const int KickDelayMilliseconds = 1;
     private const ulong WakeToken = 0;
     private const int MaxEvents = 64;
 
@@ -74,6 +80,8 @@ public sealed unsafe class RingEventLoop : IDisposable
     private volatile bool _stopping;
     private bool _workersExit;
     private int _stopped;
+    private int _deferredKicks;     // 1: some worker left completions unkicked
+    private int _loopWaitsForever;  // 1: the loop is (about to be) in epoll_wait without timeout
     private bool _disposed;
 
     /// <param name="workerCount">Threads that execute commands; default 2 × processors.</param>
@@ -220,9 +228,32 @@ public sealed unsafe class RingEventLoop : IDisposable
     private void Run()
     {
         var events = stackalloc EpollEvent[MaxEvents];
+        long kickDeadline = 0; // Stopwatch timestamp; 0 = no deferred kick pending
         while (!_stopping)
         {
-            int n = Libc.epoll_wait(_epoll, events, MaxEvents, -1);
+            int timeout = -1;
+            if (kickDeadline == 0)
+            {
+                // Publish "waiting forever" before re-checking the flag (full fences on both sides),
+                // so a worker deferring right now either sees this and wakes the loop or is seen here.
+                Interlocked.Exchange(ref _loopWaitsForever, 1);
+                if (Volatile.Read(ref _deferredKicks) != 0)
+                    kickDeadline = Stopwatch.GetTimestamp() + KickDelayMilliseconds * Stopwatch.Frequency / 1000;
+            }
+            if (kickDeadline != 0)
+            {
+                Interlocked.Exchange(ref _loopWaitsForever, 0);
+                long left = kickDeadline - Stopwatch.GetTimestamp();
+                timeout = left <= 0 ? 0 : (int)Math.Max(1, left * 1000 / Stopwatch.Frequency);
+            }
+            int n = Libc.epoll_wait(_epoll, events, MaxEvents, timeout);
+            Interlocked.Exchange(ref _loopWaitsForever, 0);
+            if (kickDeadline != 0 && Stopwatch.GetTimestamp() >= kickDeadline)
+            {
+                kickDeadline = 0;
+                Interlocked.Exchange(ref _deferredKicks, 0);
+                FlushAll();
+            }
             if (n < 0)
             {
                 int errno = Marshal.GetLastPInvokeError();
@@ -253,6 +284,27 @@ public sealed unsafe class RingEventLoop : IDisposable
             }
             while (!_stopping && _serviceRequests.TryDequeue(out var requested))
                 Service(requested);
+        }
+    }
+
+    private void FlushAll()
+    {
+        lock (_registry)
+        {
+            foreach (var ctx in _byToken.Values)
+            {
+                if (!ctx.Ring.HasUnkickedCompletions) continue;
+                try
+                {
+                    ctx.Ring.Flush();
+                }
+                catch (Exception e)
+                {
+                    // Lose takes _registry again (reentrant) and edits _byToken: defer it.
+                    _serviceRequests.Enqueue(ctx);
+                    Log.Debug($"{ctx.Ring.Name}: deferred kick failed: {e.Message}");
+                }
+            }
         }
     }
 
@@ -387,7 +439,14 @@ public sealed unsafe class RingEventLoop : IDisposable
                 kick = ctx.Queue.Count == 0 || ++ctx.SinceKick >= CompletionsPerKick;
                 if (kick) ctx.SinceKick = 0;
             }
-            if (kick)
+            if (!kick)
+            {
+                // More of this ring is queued, so a later completion will usually carry this one
+                // along. If that later command is slow, the loop kicks after KickDelay anyway.
+                if (Interlocked.Exchange(ref _deferredKicks, 1) == 0 && Volatile.Read(ref _loopWaitsForever) != 0)
+                    Wake();
+            }
+            else
             {
                 try
                 {

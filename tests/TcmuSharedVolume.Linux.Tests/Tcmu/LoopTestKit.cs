@@ -44,10 +44,16 @@ internal sealed unsafe class SimulatedDevice : IDisposable
     {
         Sim = new RingSimulator(cmdrSize: cmdrSize, dataBlocks: dataBlocks);
         Source = new EventFdSource();
-        Sim.Notified += Source.Signal;
+        Sim.Notified += () =>
+        {
+            if (!Quiet) Source.Signal();
+        };
         Notifier = new SimulatorNotifier(Sim);
         Ring = new TcmuRing(Sim.Map, Sim.MapLength, Notifier, name);
     }
+
+    /// <summary>Hold back the "uio event" so that several submissions arrive as one batch.</summary>
+    public volatile bool Quiet;
 
     public RingSimulator Sim { get; }
     public EventFdSource Source { get; }

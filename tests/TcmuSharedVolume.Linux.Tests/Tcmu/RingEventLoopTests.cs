@@ -87,10 +87,10 @@ public class RingEventLoopTests
     [Fact]
     public void OneSlowRingDoesNotStallTheOthers()
     {
-        using var loop = new RingEventLoop(workerCount: 4);
         using var slow = new SimulatedDevice("slow");
         using var fast = new SimulatedDevice("fast");
         using var gate = new ManualResetEventSlim(false);
+        using var loop = new RingEventLoop(workerCount: 4);
         var slowExecutor = new PatternExecutor { BeforeExecute = _ => gate.Wait() };
         var fastExecutor = new PatternExecutor();
         try
@@ -117,9 +117,9 @@ public class RingEventLoopTests
     [Fact]
     public void AbortTaskCompletesAQueuedCommandAtOnce_AndTellsTheExecutor()
     {
-        using var loop = new RingEventLoop(workerCount: 1);
         using var device = new SimulatedDevice("abort");
         using var gate = new ManualResetEventSlim(false);
+        using var loop = new RingEventLoop(workerCount: 1);
         var executor = new PatternExecutor { BeforeExecute = _ => gate.Wait() };
         try
         {
@@ -153,9 +153,9 @@ public class RingEventLoopTests
     [Fact]
     public void LunResetAbortsQueuedCommands_AndRunningOnesCompleteNormally()
     {
-        using var loop = new RingEventLoop(workerCount: 1);
         using var device = new SimulatedDevice("reset");
         using var gate = new ManualResetEventSlim(false);
+        using var loop = new RingEventLoop(workerCount: 1);
         var executor = new PatternExecutor { BeforeExecute = _ => gate.Wait() };
         try
         {
@@ -186,8 +186,8 @@ public class RingEventLoopTests
     [Fact]
     public void ABurstOfCompletionsSharesKicks()
     {
-        using var loop = new RingEventLoop(workerCount: 2);
         using var device = new SimulatedDevice("burst", dataBlocks: 64);
+        using var loop = new RingEventLoop(workerCount: 2);
         var work = SubmitMix(device, 48, 0); // queued before Add: one drain takes them all
         loop.Add(device.Ring, device.Source, new PatternExecutor());
         Assert.True(device.Sim.WaitForCompletions(48, Long));
@@ -198,11 +198,40 @@ public class RingEventLoopTests
     }
 
     [Fact]
+    public void AFinishedCommandIsNotHeldBackBehindASlowOneOfTheSameRing()
+    {
+        // Two workers, one per ring at a time: the fast READ runs, the slow one waits in the queue,
+        // so the fast one's worker leaves the kick to later; the loop must kick it anyway.
+        using var device = new SimulatedDevice("mixed");
+        using var gate = new ManualResetEventSlim(false);
+        using var loop = new RingEventLoop(workerCount: 2, maxRunningPerRing: 1);
+        // The "fast" one still takes long enough that the loop's own kick after the drain is over.
+        var executor = new PatternExecutor { BeforeExecute = c => { if (c.Cdb[5] == 2) gate.Wait(); else Thread.Sleep(30); } };
+        try
+        {
+            loop.Add(device.Ring, device.Source, executor);
+            device.Quiet = true;
+            var fast = device.Sim.Submit(Read10(1, 8), dataInLength: 4096);
+            var slow = device.Sim.Submit(Read10(2, 8), dataInLength: 4096);
+            device.Source.Signal();
+            Assert.True(device.Sim.WaitForCompletions(1, TimeSpan.FromSeconds(5)));
+            Assert.Equal((byte)ScsiStatus.Good, device.Sim.ForTicket(fast.Ticket)!.Status);
+            Assert.Null(device.Sim.ForTicket(slow.Ticket));
+            gate.Set();
+            Assert.True(device.Sim.WaitForCompletions(2, Long));
+        }
+        finally
+        {
+            gate.Set();
+        }
+    }
+
+    [Fact]
     public unsafe void DeviceGoneIsReported_AndTheRingCanBeRemoved()
     {
         var lost = new ConcurrentQueue<(TcmuRing Ring, string Why)>();
-        using var loop = new RingEventLoop(workerCount: 2, ringLost: (r, why) => lost.Enqueue((r, why)));
         using var device = new SimulatedDevice("gone");
+        using var loop = new RingEventLoop(workerCount: 2, ringLost: (r, why) => lost.Enqueue((r, why)));
         var writer = new AnonymousPipeServerStream(PipeDirection.Out);
         using var readEnd = writer.ClientSafePipeHandle;
         var source = new PipeSource((int)readEnd.DangerousGetHandle());
@@ -227,9 +256,9 @@ public class RingEventLoopTests
     public void FailedRingIsReported_AndOtherRingsGoOn()
     {
         var lost = new ConcurrentQueue<string>();
-        using var loop = new RingEventLoop(workerCount: 2, ringLost: (r, why) => lost.Enqueue(r.Name + " " + why));
         using var broken = new SimulatedDevice("broken");
         using var healthy = new SimulatedDevice("healthy");
+        using var loop = new RingEventLoop(workerCount: 2, ringLost: (r, why) => lost.Enqueue(r.Name + " " + why));
         loop.Add(broken.Ring, broken.Source, new PatternExecutor());
         loop.Add(healthy.Ring, healthy.Source, new PatternExecutor());
         // A header of length 0: the framing is lost.
@@ -245,8 +274,8 @@ public class RingEventLoopTests
     [Fact]
     public void ExecutorExceptionBecomesHardwareError()
     {
-        using var loop = new RingEventLoop(workerCount: 2);
         using var device = new SimulatedDevice("throws");
+        using var loop = new RingEventLoop(workerCount: 2);
         var executor = new PatternExecutor { Throw = c => BinaryPrimitives.ReadUInt32BigEndian(c.Cdb.Slice(2)) == 7 };
         loop.Add(device.Ring, device.Source, executor);
         var bad = device.Sim.Submit(Read10(7, 8), dataInLength: 4096);
