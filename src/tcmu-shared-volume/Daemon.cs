@@ -49,8 +49,7 @@ public sealed class Daemon
             bool blocked = TryBlockNetlink(configfs);
             TcmuNetlinkChannel.TryOpen(out var netlink, out var netlinkError);
             if (netlink is null)
-                Log.Warning($"netlink: {netlinkError}; devices are found by scanning only");
-            using var netlinkDisposer = netlink;
+                Log.Warning($"netlink: {netlinkError}; scanning for devices every second until it appears");
 
             var discovery = new UioDiscovery();
             foreach (var device in SafeScan(discovery))
@@ -61,7 +60,8 @@ public sealed class Daemon
             notify.Ready(devices.StatusLine);
             Log.Notice($"ready: {devices.StatusLine}");
 
-            ControlLoop(stop, netlink, discovery, devices, notify, dbus);
+            netlink = ControlLoop(stop, netlink, discovery, devices, notify, dbus);
+            netlink?.Dispose();
 
             notify.Stopping(devices.StatusLine);
             Log.Notice("stopping: finishing in-flight commands");
@@ -76,11 +76,11 @@ public sealed class Daemon
         }
     }
 
-    private void ControlLoop(CancellationToken stop, TcmuNetlinkChannel? netlink, UioDiscovery discovery,
+    private TcmuNetlinkChannel? ControlLoop(CancellationToken stop, TcmuNetlinkChannel? netlink, UioDiscovery discovery,
         DeviceManager devices, SdNotify notify, DBusThread? dbus)
     {
         var events = new List<TcmuNetlinkEvent>();
-        using var waiter = new FdWaiter(netlink?.Fd ?? -1);
+        var waiter = new FdWaiter(netlink?.Fd ?? -1);
         long nextTick = 0;
         string lastStatus = "";
         while (!stop.IsCancellationRequested)
@@ -108,7 +108,16 @@ public sealed class Daemon
             {
                 nextTick = now + 1000;
                 if (netlink is null)
+                {
+                    // The module may be loaded after us: pick netlink up as soon as it exists.
+                    if (TcmuNetlinkChannel.TryOpen(out netlink, out _))
+                    {
+                        waiter.Dispose();
+                        waiter = new FdWaiter(netlink.Fd);
+                        Log.Notice("netlink: TCM-USER family found; listening for device events");
+                    }
                     foreach (var device in SafeScan(discovery)) devices.Adopt(device, existing: false);
+                }
                 devices.Tick();
                 notify.Watchdog();
                 if (devices.StatusLine != lastStatus)
@@ -119,6 +128,8 @@ public sealed class Daemon
                 if (dbus is not null && !dbus.IsAlive) Log.Warning("D-Bus service stopped");
             }
         }
+        waiter.Dispose();
+        return netlink;
     }
 
     private static void Handle(TcmuNetlinkEvent evt, TcmuNetlinkChannel netlink, UioDiscovery discovery, DeviceManager devices)

@@ -218,8 +218,19 @@ public sealed class DeviceManager : IDisposable
         return 0;
     }
 
-    /// <summary>Called when the event loop reports a ring's device gone.</summary>
-    public void RingLost(TcmuRing ring, string reason)
+    private readonly System.Collections.Concurrent.ConcurrentQueue<(TcmuRing Ring, string Reason)> _lost = new();
+
+    /// <summary>The event loop reports a ring's device gone, on one of its own threads: the
+    /// removal, which waits for the ring's commands, happens on the control thread's next tick.</summary>
+    public void RingLost(TcmuRing ring, string reason) => _lost.Enqueue((ring, reason));
+
+    private void RemoveLostRings()
+    {
+        while (_lost.TryDequeue(out var lost))
+            RemoveLost(lost.Ring, lost.Reason);
+    }
+
+    private void RemoveLost(TcmuRing ring, string reason)
     {
         foreach (var d in _devices.Values)
         {
@@ -309,6 +320,7 @@ public sealed class DeviceManager : IDisposable
     /// </summary>
     public void Tick()
     {
+        RemoveLostRings();
         foreach (var device in _devices.Values)
         {
             if (device.Path.Nexus is null)
