@@ -12,7 +12,7 @@ readonly PORTAL=127.0.0.1:3260
 readonly BACKING=/var/tmp/smoke-disk0.img
 readonly SIZE=$((1024 * 1024 * 1024))
 
-step() { printf '== %s\n' "$*"; }
+step() { printf '== [%3d s] %s\n' "$SECONDS" "$*"; }
 fail() {
   printf 'FAIL: %s\n' "$*" >&2
   printf -- '-- diagnostics --\n' >&2
@@ -142,12 +142,17 @@ for d in "${new[@]}"; do
   [[ $(readlink -f "/sys/block/$d") == */session* ]] && iscsi_disks+=("/dev/$d")
 done
 ((${#iscsi_disks[@]} == 2)) || fail "expected 2 iSCSI disks, found ${#iscsi_disks[@]}"
-pattern=$(head -c 4096 /dev/urandom | base64 -w0 | head -c 4096)
-printf '%s' "$pattern" | dd of="${iscsi_disks[0]}" bs=4096 seek=7 iflag=fullblock oflag=direct conv=notrunc status=none ||
+pattern=$(mktemp)
+readback=$(mktemp)
+head -c 4096 /dev/urandom >"$pattern"
+dd if="$pattern" of="${iscsi_disks[0]}" bs=4096 seek=7 oflag=direct conv=notrunc status=none ||
   fail "write through ${iscsi_disks[0]} failed"
-got=$(dd if="${iscsi_disks[1]}" bs=4096 skip=7 count=1 iflag=direct status=none) ||
+dd if="${iscsi_disks[1]}" of="$readback" bs=4096 skip=7 count=1 iflag=direct status=none ||
   fail "read through ${iscsi_disks[1]} failed"
-[[ $got == "$pattern" ]] || fail "data written via ${iscsi_disks[0]} not read back via ${iscsi_disks[1]}"
+cmp -s "$pattern" "$readback" || fail "data written via ${iscsi_disks[0]} not read back via ${iscsi_disks[1]}"
+cmp -s "$pattern" <(dd if="$BACKING" bs=4096 skip=7 count=1 status=none) ||
+  fail "data written via ${iscsi_disks[0]} is not in the backing file"
+rm -f "$pattern" "$readback"
 
 step "logout"
 check "logout" iscsiadm -m node -T "$TARGET" -p "$PORTAL" --logout
