@@ -8,7 +8,12 @@ DAEMON_PID=
 STATE_DIR=${STATE_DIR:-/var/lib/tcmu-shared-volume}
 
 say()  { printf '\n=== [%s] %s\n' "$(date +%T)" "$*"; }
-fail() { printf 'FAIL: %s\n' "$*" >&2; exit 1; }
+fail() {
+    printf 'FAIL: %s\n' "$*" >&2
+    if [ -s /tmp/daemon.log ]; then echo "--- daemon log (tail)" >&2; tail -n 40 /tmp/daemon.log >&2; fi
+    echo "--- kernel log (tail)" >&2; dmesg | tail -n 25 >&2
+    exit 1
+}
 ok()   { printf 'ok: %s\n' "$*"; }
 
 load_modules() {
@@ -50,6 +55,15 @@ make_backstore() {
     echo -n "dev_size=$size" > "$d/control"
     echo -n "nl_reply_supported=-1" > "$d/control"
     echo 1 > "$d/enable"
+    # The daemon adopts it from the netlink event; linking a LUN before that would leave the
+    # kernel's SCSI scan waiting in an unserved ring (DESIGN.md §5).
+    if [ -n "$DAEMON_PID" ]; then
+        for _ in $(seq 1 300); do
+            grep -q "user_$idx/$name: serving" /tmp/daemon.log && break
+            sleep 0.2
+        done
+        grep -q "user_$idx/$name: serving" /tmp/daemon.log || fail "daemon did not adopt user_$idx/$name"
+    fi
     echo "$d"
 }
 
@@ -74,25 +88,39 @@ loop_export() {
     fail "no disk appeared for $wwn"
 }
 
-# scsi_write DEV LBA: writes one 512-byte block with WRITE(10); returns sg_raw's exit status
-# (0 good, 24 reservation conflict; sg3_utils exit codes).
+# raw_status OUTPUT_FILE RC: sg_raw's exit code is 0 for any SCSI status without sense, so
+# the status is read from what it prints: 24 for RESERVATION CONFLICT (sg3_utils' code), else RC.
+raw_status() {
+    if grep -qi 'reservation conflict' "$1"; then return 24; fi
+    if grep -qi 'check condition' "$1"; then [ "$2" != 0 ] && return "$2" || return 2; fi
+    return "$2"
+}
+
+lba_bytes() { printf '%02x %02x %02x %02x' $(($1>>24&255)) $(($1>>16&255)) $(($1>>8&255)) $(($1&255)); }
+
+# scsi_write DEV LBA [FILLCHAR]: one 512-byte WRITE(10); 0 good, 24 reservation conflict.
 scsi_write() {
-    local dev=$1 lba=$2 pat=${3:-A}
+    local dev=$1 lba=$2 pat=${3:-A} rc
     head -c 512 /dev/zero | tr '\0' "$pat" > /tmp/blk.$$
     set +e
-    sg_raw -q -s 512 -i /tmp/blk.$$ "$dev" 2a 00 $(printf '%02x %02x %02x %02x' $((lba>>24&255)) $((lba>>16&255)) $((lba>>8&255)) $((lba&255))) 00 00 01 00 >/dev/null 2>&1
-    local rc=$?
+    sg_raw -v -s 512 -i /tmp/blk.$$ "$dev" 2a 00 $(lba_bytes "$lba") 00 00 01 00 >/tmp/raw.$$ 2>&1
+    rc=$?
     set -e
     rm -f /tmp/blk.$$
+    raw_status /tmp/raw.$$ $rc && rc=0 || rc=$?
+    rm -f /tmp/raw.$$
     return $rc
 }
 
+# scsi_read DEV LBA: one 512-byte READ(10) into /tmp/read.out; 0 good, 24 reservation conflict.
 scsi_read() {
-    local dev=$1 lba=$2
+    local dev=$1 lba=$2 rc
     set +e
-    sg_raw -q -r 512 "$dev" 28 00 $(printf '%02x %02x %02x %02x' $((lba>>24&255)) $((lba>>16&255)) $((lba>>8&255)) $((lba&255))) 00 00 01 00 >/dev/null 2>&1
-    local rc=$?
+    sg_raw -v -r 512 -o /tmp/read.out "$dev" 28 00 $(lba_bytes "$lba") 00 00 01 00 >/tmp/raw.$$ 2>&1
+    rc=$?
     set -e
+    raw_status /tmp/raw.$$ $rc && rc=0 || rc=$?
+    rm -f /tmp/raw.$$
     return $rc
 }
 
