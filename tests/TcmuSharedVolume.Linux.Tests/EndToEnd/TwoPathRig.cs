@@ -83,12 +83,22 @@ internal sealed class TwoPathRig : IDisposable
     public static RingSimulator.Completion Run(SimulatedDevice device, byte[] cdb, byte[]? dataOut = null, int dataIn = 0, bool fragment = false)
         => Await(device, Submit(device, cdb, dataOut, dataIn, fragment));
 
+    /// <summary>Runs before the loop stops, e.g. to let go of commands a test holds back.</summary>
+    public Action? BeforeStop { get; set; }
+
     public void Dispose()
     {
+        BeforeStop?.Invoke();
+        // A command still running after a failed test would complete into freed ring memory:
+        // then leak the simulated kernel rather than crash the test host.
+        bool idle = Loop.Stop(Timeout);
         Loop.Dispose();
-        A.Dispose();
-        B.Dispose();
-        Volume.Dispose();
+        if (idle)
+        {
+            A.Dispose();
+            B.Dispose();
+            Volume.Dispose();
+        }
         try { System.IO.Directory.Delete(Directory, recursive: true); }
         catch (IOException) { }
     }
