@@ -141,7 +141,7 @@ public sealed class DeviceManager : IDisposable
         var path = volume.AddPath(key, binding.Nexus, binding.UnboundReason);
         var device = new Device(key, uio, ring, path, backstore, config) { Binding = binding };
         _devices[key] = device;
-        _loop.Add(ring, uio, new PathExecutor(path, this, device));
+        _loop.Add(ring, uio, new VolumePathExecutor(path, () => TryBind(device)));
         Unblock(backstore, existing);
 
         Log.Notice(path.Nexus is { } n
@@ -362,24 +362,5 @@ public sealed class DeviceManager : IDisposable
         _devices.Clear();
         foreach (var v in _volumes.Values) v.Dispose();
         _volumes.Clear();
-    }
-
-    /// <summary>Runs one path's commands: the ring's executor.</summary>
-    private sealed class PathExecutor(VolumePath path, DeviceManager manager, Device device) : ICommandExecutor
-    {
-        public void Execute(ScsiCommand command)
-        {
-            if (path.Nexus is null && command.CdbLength > 0 && OperationCode.IsReservationCommand(command.OperationCode))
-                manager.TryBind(device);
-            command.DescriptorSense = path.Volume.DescriptorSense;
-            CommandSet.Execute(path, command);
-        }
-
-        public void TaskManagement(TmrType type, ReadOnlySpan<ushort> commandIds)
-        {
-            // SAM-5 5.6.8: a LUN reset releases SPC-2 reservations; persistent reservations survive it.
-            if (type == TmrType.LunReset)
-                path.Volume.Reservations.LunReset(path.Nexus);
-        }
     }
 }

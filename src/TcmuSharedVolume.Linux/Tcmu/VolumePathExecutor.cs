@@ -1,0 +1,33 @@
+using TcmuSharedVolume.Scsi;
+using TcmuSharedVolume.Volumes;
+
+namespace TcmuSharedVolume.Linux.Tcmu;
+
+/// <summary>
+/// Runs the commands of one path's ring: the volume's D_SENSE setting, then the command set.
+/// The daemon and the end-to-end tests use this same class, so the tests exercise what ships.
+/// </summary>
+/// <param name="path">The path (one backstore, one I_T nexus) whose ring this executor serves.</param>
+/// <param name="tryBind">Called before a reservation command on a path whose nexus is not yet
+/// known (targetcli creates the backstore before the LUN and ACL that bind it), so that the first
+/// PR OUT after the ACL appears does not fail. Any thread; should be cheap when it has nothing to do.</param>
+public sealed class VolumePathExecutor(VolumePath path, Action? tryBind = null) : ICommandExecutor
+{
+    public VolumePath Path => path;
+
+    public void Execute(ScsiCommand command)
+    {
+        if (tryBind is not null && path.Nexus is null && command.CdbLength > 0
+            && OperationCode.IsReservationCommand(command.OperationCode))
+            tryBind();
+        command.DescriptorSense = path.Volume.DescriptorSense;
+        CommandSet.Execute(path, command);
+    }
+
+    public void TaskManagement(TmrType type, ReadOnlySpan<ushort> commandIds)
+    {
+        // SAM-5 5.6.8: a LUN reset releases SPC-2 reservations; persistent reservations survive it.
+        if (type == TmrType.LunReset)
+            path.Volume.Reservations.LunReset(path.Nexus);
+    }
+}
