@@ -20,6 +20,13 @@ publish:
 	$(DOTNET) publish src/tsvctl/tsvctl.csproj -c $(CONFIGURATION) -r $(RID) --self-contained -p:PublishSingleFile=true -o $(BIN)
 	rm -f $(BIN)/*.pdb
 
+# Native AOT binaries in $(OUT)/aot (what the packages ship); clang and zlib1g-dev come from
+# scripts/deps-aot.sh. See scripts/publish-aot.sh for the net9.0 fallback of the daemon where
+# NuGet lacks .NET 10's NativeAOT runtime pack.
+.PHONY: publish-aot
+publish-aot:
+	CONFIGURATION=$(CONFIGURATION) RID=$(RID) DOTNET=$(DOTNET) scripts/publish-aot.sh
+
 # All in-process tests (ring simulator, command set, reservations, control plane).
 test:
 	$(DOTNET) test TcmuSharedVolume.sln -c $(CONFIGURATION) --logger "console;verbosity=normal"
