@@ -47,7 +47,9 @@ bench-e2e: publish
 	scripts/vm/deps.sh
 	tests/e2e/bench.sh
 
-package: publish
+# out/tcmu-shared-volume_<version>_amd64.deb from the AOT binaries, checked with lintian
+# (packaging/README.md).
+package: publish-aot
 	packaging/build-deb.sh
 
 install: publish

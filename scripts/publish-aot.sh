@@ -10,9 +10,11 @@
 #     (runtime.linux-x64.Microsoft.DotNet.ILCompiler 9.0.x, served). It is built from a copy of
 #     the tree under out/aot-build/ whose Directory.Build.props wraps the real one and only
 #     changes the target framework, so the repository's obj/ directories stay net10.0's.
-#   - tsvctl stays net10.0, published trimmed, self-contained and single-file (JIT): on net9.0
-#     NuGet resolves System.CommandLine 3.0.0's netstandard2.0 build, which is not trim-safe
-#     (IL2070 in ArgumentConverter), and a CLI that runs for a moment loses little without AOT.
+#   - tsvctl stays net10.0, published trimmed, ReadyToRun, self-contained and single-file: on
+#     net9.0 NuGet resolves System.CommandLine 3.0.0's netstandard2.0 build, which is not
+#     trim-safe (IL2070 in ArgumentConverter). ReadyToRun because trimming rewrites the framework
+#     assemblies and drops their precompiled code: without it `tsvctl --help` takes 115 ms
+#     instead of 30 ms here.
 # out/aot/BUILD-INFO records which way each binary was built.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -58,9 +60,9 @@ elif grep -q "NU1101.*Microsoft.NETCore.App.Runtime.NativeAOT" "$log"; then
 EOF
     publish_aot "$tree/src/tcmu-shared-volume/tcmu-shared-volume.csproj"
     "$DOTNET" publish src/tsvctl/tsvctl.csproj -c "$CONFIGURATION" -r "$RID" --self-contained \
-        -p:PublishSingleFile=true -p:PublishTrimmed=true -o "$OUT"
+        -p:PublishSingleFile=true -p:PublishTrimmed=true -p:PublishReadyToRun=true -o "$OUT"
     info+=("tcmu-shared-volume: Native AOT, $AOT_FALLBACK_TFM (no net10.0 NativeAOT runtime pack on NuGet here)"
-           "tsvctl: trimmed self-contained single-file, net10.0 (JIT)")
+           "tsvctl: trimmed ReadyToRun self-contained single-file, net10.0 (JIT)")
 else
     cat "$log" >&2
     exit 1
