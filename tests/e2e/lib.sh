@@ -7,7 +7,7 @@ CFS=/sys/kernel/config/target
 DAEMON_PID=
 STATE_DIR=${STATE_DIR:-/var/lib/tcmu-shared-volume}
 
-say()  { printf '\n=== %s\n' "$*"; }
+say()  { printf '\n=== [%s] %s\n' "$(date +%T)" "$*"; }
 fail() { printf 'FAIL: %s\n' "$*" >&2; exit 1; }
 ok()   { printf 'ok: %s\n' "$*"; }
 
@@ -20,11 +20,12 @@ load_modules() {
 
 # Starts the daemon in the background (not under systemd) with its log in /tmp/daemon.log.
 start_daemon() {
+    local t0; t0=$(date +%s%N)
     mkdir -p "$STATE_DIR"
     "$REPO/out/bin/tcmu-shared-volume" >/tmp/daemon.log 2>&1 &
     DAEMON_PID=$!
-    for _ in $(seq 1 100); do
-        grep -q 'ready' /tmp/daemon.log 2>/dev/null && return 0
+    for _ in $(seq 1 300); do  # 60 s: the JIT is slow under TCG
+        grep -q "ready:" /tmp/daemon.log 2>/dev/null && { echo "daemon ready after $(( ($(date +%s%N) - t0) / 1000000 )) ms"; return 0; }
         kill -0 "$DAEMON_PID" 2>/dev/null || { cat /tmp/daemon.log; fail "daemon exited during start"; }
         sleep 0.2
     done
