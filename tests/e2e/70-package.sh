@@ -61,8 +61,12 @@ ok "$UNIT enabled and active; $(journalctl -u "$UNIT" --no-pager | grep -o 'read
 [ "$(/usr/sbin/tsvctl --version)" = "tsvctl $version" ] || fail "tsvctl --version: $(/usr/sbin/tsvctl --version)"
 for f in /lib/systemd/system/$UNIT /usr/share/dbus-1/system.d/org.kernel.TCMUService1.conf \
          /usr/share/dbus-1/system-services/org.kernel.TCMUService1.service \
-         /etc/$PKG/$PKG.conf /usr/share/man/man8/tcmu-shared-volume.8.gz /usr/share/man/man8/tsvctl.8.gz; do
+         /etc/$PKG/$PKG.conf; do
     [ -f "$f" ] || fail "$f not installed"
+done
+# The image's dpkg excludes /usr/share/man (path-exclude), so look in the package itself.
+for m in tcmu-shared-volume.8.gz tsvctl.8.gz; do
+    dpkg-deb -c "$DEB" | grep -q "/usr/share/man/man8/$m\$" || fail "$m is not in the package"
 done
 dpkg-query --showformat='${Conffiles}\n' -W "$PKG" | grep -q "/etc/$PKG/$PKG.conf" || fail "config is not a conffile"
 ok "files in place, /etc/$PKG/$PKG.conf is a conffile"
