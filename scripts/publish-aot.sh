@@ -14,7 +14,7 @@
 #     net9.0 NuGet resolves System.CommandLine 3.0.0's netstandard2.0 build, which is not
 #     trim-safe (IL2070 in ArgumentConverter). ReadyToRun because trimming rewrites the framework
 #     assemblies and drops their precompiled code: without it `tsvctl --help` takes 115 ms
-#     instead of 30 ms here.
+#     instead of 30-60 ms here.
 # out/aot/BUILD-INFO records which way each binary was built.
 set -euo pipefail
 cd "$(dirname "$0")/.."
