@@ -22,6 +22,13 @@ publish:
 	$(DOTNET) publish src/tsvctl/tsvctl.csproj $(PUBLISH_FLAGS)
 	rm -f $(BIN)/*.pdb
 
+# Native AOT binaries in $(OUT)/aot (what the packages ship); clang and zlib1g-dev come from
+# scripts/deps-aot.sh. See scripts/publish-aot.sh for the net9.0 fallback of the daemon where
+# NuGet lacks .NET 10's NativeAOT runtime pack.
+.PHONY: publish-aot
+publish-aot:
+	CONFIGURATION=$(CONFIGURATION) RID=$(RID) DOTNET=$(DOTNET) scripts/publish-aot.sh
+
 # All in-process tests (ring simulator, command set, reservations, control plane).
 test:
 	$(DOTNET) test TcmuSharedVolume.sln -c $(CONFIGURATION) --logger "console;verbosity=normal"
@@ -42,15 +49,55 @@ bench-e2e: publish
 	scripts/vm/deps.sh
 	tests/e2e/bench.sh
 
-package: publish
+# out/tcmu-shared-volume_<version>_amd64.deb from the AOT binaries, checked with lintian
+# (packaging/README.md).
+package: publish-aot
 	packaging/build-deb.sh
 
-install: publish
-	install -D -m 0755 $(BIN)/tcmu-shared-volume $(DESTDIR)$(PREFIX)/sbin/tcmu-shared-volume
-	install -D -m 0755 $(BIN)/tsvctl $(DESTDIR)$(PREFIX)/sbin/tsvctl
+# A plain install under $(PREFIX) (default /usr/local), from the same AOT binaries as the
+# packages; DESTDIR stages it elsewhere. The unit goes to /etc/systemd/system (the admin's
+# place) with ExecStart= pointing into $(PREFIX)/sbin; the D-Bus policy to /etc/dbus-1/system.d;
+# the activation file to $(PREFIX)/share/dbus-1/system-services (the system bus searches
+# /usr/local/share and /usr/share only); the configuration only if there is none yet.
+# Nothing is enabled or started: `systemctl enable --now tcmu-shared-volume` does that.
+SYSCONFDIR ?= /etc
+UNITDIR ?= $(SYSCONFDIR)/systemd/system
+DBUS_POLICYDIR ?= $(SYSCONFDIR)/dbus-1/system.d
+DBUS_SERVICEDIR ?= $(PREFIX)/share/dbus-1/system-services
+MANDIR ?= $(PREFIX)/share/man
+AOT := $(OUT)/aot
+install: publish-aot
+	install -D -m 0755 $(AOT)/tcmu-shared-volume $(DESTDIR)$(PREFIX)/sbin/tcmu-shared-volume
+	install -D -m 0755 $(AOT)/tsvctl $(DESTDIR)$(PREFIX)/sbin/tsvctl
+	install -d -m 0755 $(DESTDIR)$(UNITDIR) $(DESTDIR)$(DBUS_POLICYDIR) $(DESTDIR)$(DBUS_SERVICEDIR) $(DESTDIR)$(MANDIR)/man8
+	sed 's|^ExecStart=/usr/sbin/tcmu-shared-volume$$|ExecStart=$(PREFIX)/sbin/tcmu-shared-volume|' \
+		systemd/tcmu-shared-volume.service >$(DESTDIR)$(UNITDIR)/tcmu-shared-volume.service
+	grep -qx 'ExecStart=$(PREFIX)/sbin/tcmu-shared-volume' $(DESTDIR)$(UNITDIR)/tcmu-shared-volume.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/tcmu-shared-volume.service
+	install -m 0644 systemd/org.kernel.TCMUService1.conf $(DESTDIR)$(DBUS_POLICYDIR)/
+	sed 's|^Exec=/usr/sbin/tcmu-shared-volume$$|Exec=$(PREFIX)/sbin/tcmu-shared-volume|' \
+		systemd/org.kernel.TCMUService1.service >$(DESTDIR)$(DBUS_SERVICEDIR)/org.kernel.TCMUService1.service
+	chmod 0644 $(DESTDIR)$(DBUS_SERVICEDIR)/org.kernel.TCMUService1.service
+	install -m 0644 packaging/man/tcmu-shared-volume.8 packaging/man/tsvctl.8 $(DESTDIR)$(MANDIR)/man8/
+	test -e $(DESTDIR)$(SYSCONFDIR)/tcmu-shared-volume/tcmu-shared-volume.conf || \
+		install -D -m 0644 systemd/tcmu-shared-volume.conf $(DESTDIR)$(SYSCONFDIR)/tcmu-shared-volume/tcmu-shared-volume.conf
+	if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
 
+# Removes what `make install` put there, after stopping the daemon. The configuration file and
+# /var/lib/tcmu-shared-volume (the reservation tables) stay: delete them by hand if wanted.
 uninstall:
+	if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl disable --now tcmu-shared-volume.service 2>/dev/null || true; fi
 	rm -f $(DESTDIR)$(PREFIX)/sbin/tcmu-shared-volume $(DESTDIR)$(PREFIX)/sbin/tsvctl
+	rm -f $(DESTDIR)$(UNITDIR)/tcmu-shared-volume.service
+	rm -f $(DESTDIR)$(DBUS_POLICYDIR)/org.kernel.TCMUService1.conf
+	rm -f $(DESTDIR)$(DBUS_SERVICEDIR)/org.kernel.TCMUService1.service
+	rm -f $(DESTDIR)$(MANDIR)/man8/tcmu-shared-volume.8 $(DESTDIR)$(MANDIR)/man8/tsvctl.8
+	if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
+
+# out/tcmu-shared-volume-<version>-1.x86_64.rpm (packaging/rpm); Debian's rpm builds it here.
+.PHONY: rpm
+rpm: publish-aot
+	packaging/build-rpm.sh
 
 clean:
 	rm -rf $(OUT)

@@ -301,7 +301,9 @@ public sealed class VolumeConfig
     public static string ResolveCanonicalPath(string absolutePath)
     {
         var pending = new Stack<string>();
-        foreach (var part in absolutePath.Split('/', StringSplitOptions.RemoveEmptyEntries).Reverse())
+        // Enumerable.Reverse by name: on net9.0's libraries (the Native AOT fallback build,
+        // packaging/README.md) C# 14 binds array.Reverse() to the in-place span overload.
+        foreach (var part in Enumerable.Reverse(absolutePath.Split('/', StringSplitOptions.RemoveEmptyEntries)))
             pending.Push(part);
         var resolved = new List<string>();
         int hops = 0;
@@ -325,7 +327,7 @@ public sealed class VolumeConfig
                 continue;
             }
             if (target.StartsWith('/')) resolved.Clear();
-            foreach (var t in target.Split('/', StringSplitOptions.RemoveEmptyEntries).Reverse())
+            foreach (var t in Enumerable.Reverse(target.Split('/', StringSplitOptions.RemoveEmptyEntries)))
                 pending.Push(t);
         }
         return "/" + string.Join('/', resolved);
