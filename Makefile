@@ -34,7 +34,7 @@ test:
 	$(DOTNET) test TcmuSharedVolume.sln -c $(CONFIGURATION) --logger "console;verbosity=normal"
 
 # Tests against a real kernel in the QEMU VM (scripts/vm).
-e2e: publish
+e2e: publish package
 	scripts/vm/deps.sh
 	tests/e2e/run-all.sh
 
