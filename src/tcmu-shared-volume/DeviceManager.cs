@@ -141,7 +141,7 @@ public sealed class DeviceManager : IDisposable
         var path = volume.AddPath(key, binding.Nexus, binding.UnboundReason);
         var device = new Device(key, uio, ring, path, backstore, config) { Binding = binding };
         _devices[key] = device;
-        _loop.Add(ring, uio, new VolumePathExecutor(path, () => TryBind(device)));
+        _loop.Add(ring, uio, new VolumePathExecutor(path, () => TryBind(device, force: true)));
         Unblock(backstore, existing);
 
         Log.Notice(path.Nexus is { } n
@@ -279,17 +279,18 @@ public sealed class DeviceManager : IDisposable
 
     /// <summary>
     /// Binds a path whose nexus was unknown (targetcli creates the backstore before the LUN and
-    /// ACL). Any thread; rate-limited to one configfs walk per path per second.
+    /// ACL). Any thread. The tick is rate-limited to one configfs walk per path per second; a
+    /// reservation command arriving on the unbound path forces one, so that a PR OUT sent right
+    /// after the ACL appeared is not refused.
     /// </summary>
-    internal void TryBind(object state)
+    private void TryBind(Device device, bool force = false)
     {
-        var device = (Device)state;
         if (device.Path.Nexus is not null) return;
         long now = Environment.TickCount64;
-        if (now < Volatile.Read(ref device.NextBindAttempt)) return;
+        if (!force && now < Volatile.Read(ref device.NextBindAttempt)) return;
         lock (_bindLock)
         {
-            if (device.Path.Nexus is not null || now < device.NextBindAttempt) return;
+            if (device.Path.Nexus is not null || (!force && now < device.NextBindAttempt)) return;
             device.NextBindAttempt = now + 1000;
             NexusBinding binding;
             try

@@ -102,10 +102,7 @@ lba_bytes() { printf '%02x %02x %02x %02x' $(($1>>24&255)) $(($1>>16&255)) $(($1
 scsi_write() {
     local dev=$1 lba=$2 pat=${3:-A} rc
     head -c 512 /dev/zero | tr '\0' "$pat" > /tmp/blk.$$
-    set +e
-    sg_raw -v -s 512 -i /tmp/blk.$$ "$dev" 2a 00 $(lba_bytes "$lba") 00 00 01 00 >/tmp/raw.$$ 2>&1
-    rc=$?
-    set -e
+    sg_raw -v -s 512 -i /tmp/blk.$$ "$dev" 2a 00 $(lba_bytes "$lba") 00 00 01 00 >/tmp/raw.$$ 2>&1 && rc=0 || rc=$?
     rm -f /tmp/blk.$$
     raw_status /tmp/raw.$$ $rc && rc=0 || rc=$?
     rm -f /tmp/raw.$$
@@ -115,18 +112,15 @@ scsi_write() {
 # scsi_read DEV LBA: one 512-byte READ(10) into /tmp/read.out; 0 good, 24 reservation conflict.
 scsi_read() {
     local dev=$1 lba=$2 rc
-    set +e
-    sg_raw -v -r 512 -o /tmp/read.out "$dev" 28 00 $(lba_bytes "$lba") 00 00 01 00 >/tmp/raw.$$ 2>&1
-    rc=$?
-    set -e
+    sg_raw -v -r 512 -o /tmp/read.out "$dev" 28 00 $(lba_bytes "$lba") 00 00 01 00 >/tmp/raw.$$ 2>&1 && rc=0 || rc=$?
     raw_status /tmp/raw.$$ $rc && rc=0 || rc=$?
     rm -f /tmp/raw.$$
     return $rc
 }
 
 expect_rc() { # expect_rc WANT DESCRIPTION CMD...
-    local want=$1 what=$2; shift 2
-    set +e; "$@"; local rc=$?; set -e
+    local want=$1 what=$2 rc; shift 2
+    if "$@"; then rc=0; else rc=$?; fi
     [ "$rc" = "$want" ] || fail "$what: exit $rc, expected $want"
     ok "$what (exit $rc)"
 }
