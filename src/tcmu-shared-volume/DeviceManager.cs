@@ -244,8 +244,9 @@ public sealed class DeviceManager : IDisposable
 
     /// <summary>
     /// RECONFIG: targetctl restore rewrites dev_config, dev_size and emulate_write_cache with the
-    /// values they already have; those are accepted. A new write-cache setting is applied; a
-    /// different backing path or size is refused (resize is not supported yet).
+    /// values they already have; those are accepted. A new write-cache setting is applied; a new
+    /// size grows the volume (every backstore of it gets the same RECONFIG: the first grows it,
+    /// the others find it done); a different backing path is refused.
     /// </summary>
     public int Reconfigure(int hbaIndex, string name, string? newConfig, ulong? newSize, bool? newWriteCache)
     {
@@ -261,8 +262,18 @@ public sealed class DeviceManager : IDisposable
         if (newSize is { } size)
         {
             if ((long)size == volume.Store.SizeBytes) return 0;
-            Log.Warning($"{key}: refused to resize to {size} bytes (the volume has {volume.Store.SizeBytes}); resizing is not supported yet");
-            return -95;
+            try
+            {
+                long before = volume.Store.SizeBytes;
+                volume.Resize((long)size);
+                Log.Notice($"{key}: volume {volume.Identity.UnitSerial} resized from {before} to {size} bytes");
+                return 0;
+            }
+            catch (BackingStoreException e)
+            {
+                Log.Warning($"{key}: refused to resize to {size} bytes: {e.Message}");
+                return -e.Errno;
+            }
         }
         if (newWriteCache is { } wce)
         {

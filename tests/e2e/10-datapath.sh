@@ -79,4 +79,12 @@ set +e; sg_raw -r 512 "$DC" 88 00 00 00 00 00 7f ff ff ff 00 00 00 01 00 00 >/tm
 cat /tmp/raw.out
 grep -qi 'out of range' /tmp/raw.out || fail "no LBA out of range sense"
 ok "21/00 past the end"
+say "resize: dev_size on a live backstore grows the volume; the initiator is told"
+echo -n $((512 << 20)) > "$C/attrib/dev_size" || fail "writing dev_size was refused"
+for _ in $(seq 1 50); do grep -q "resized" /tmp/daemon.log && break; sleep 0.2; done
+tur "$DC"
+sg_readcap -l "$DC" | tee /tmp/cap
+grep -q 'Last LBA=1048575\|Last logical block address=1048575' /tmp/cap || fail "READ CAPACITY does not show 512 MiB"
+[ "$(stat -c %s /var/tmp/vol2.img)" = $((512 << 20)) ] || fail "vol2.img was not grown"
+ok "grown to 512 MiB"
 echo "datapath: all checks passed"

@@ -28,7 +28,7 @@ public sealed unsafe class BlockDeviceStore : IBackingStore
     private BlockDeviceStore(int fd, long size, int sectorSize, bool direct, bool discard, long discardGranularity, bool discardZeroes)
     {
         _fd = fd;
-        SizeBytes = size;
+        _size = size;
         _sectorSize = sectorSize;
         _direct = direct;
         SupportsUnmap = discard;
@@ -36,7 +36,22 @@ public sealed unsafe class BlockDeviceStore : IBackingStore
         UnmapReadsZeroes = discard && discardZeroes;
     }
 
-    public long SizeBytes { get; }
+    private long _size;
+
+    public long SizeBytes => Volatile.Read(ref _size);
+
+    public void Resize(long newSizeBytes)
+    {
+        long current = SizeBytes;
+        if (newSizeBytes == current) return;
+        if (newSizeBytes < current)
+            throw new BackingStoreException($"refusing to shrink the volume from {current} to {newSizeBytes} bytes: data behind the new end would be lost", EINVAL);
+        ulong device;
+        if (Libc.ioctl(_fd, Libc.BLKGETSIZE64, &device) < 0) throw FileDescriptorIo.Error("ioctl(BLKGETSIZE64)", Marshal.GetLastPInvokeError());
+        if ((long)device < newSizeBytes)
+            throw new BackingStoreException($"the block device has {device} bytes, fewer than the {newSizeBytes} asked: grow it first (lvextend)", EINVAL);
+        Volatile.Write(ref _size, newSizeBytes);
+    }
 
     /// <summary>True when the device accepts discards (queue/discard_max_bytes &gt; 0).</summary>
     public bool SupportsUnmap { get; }

@@ -44,6 +44,13 @@ public interface IBackingStore : IDisposable
 
     /// <summary>State of the byte at <paramref name="offset"/> and how far that state runs.</summary>
     AllocationState GetAllocation(long offset, out long runLength);
+
+    /// <summary>
+    /// Grows the store to <paramref name="newSizeBytes"/> (dev_size written on the backstore). A
+    /// file is extended sparse; a block device must already have been grown (lvextend). Shrinking
+    /// is refused: the initiators' data behind the new end would be lost.
+    /// </summary>
+    void Resize(long newSizeBytes) => throw new BackingStoreException("this backing store cannot be resized", 95);
 }
 
 public sealed class BackingStoreException : IOException

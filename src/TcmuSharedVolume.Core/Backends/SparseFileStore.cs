@@ -19,13 +19,27 @@ public sealed unsafe class SparseFileStore : IBackingStore
     private SparseFileStore(int fd, long size, int blockSize, bool punchHole, bool zeroRange)
     {
         _fd = fd;
-        SizeBytes = size;
+        _size = size;
         UnmapGranularity = blockSize > 0 ? blockSize : 4096;
         SupportsUnmap = punchHole;
         _zeroRangeWorks = zeroRange;
     }
 
-    public long SizeBytes { get; }
+    private long _size;
+
+    public long SizeBytes => Volatile.Read(ref _size);
+
+    public void Resize(long newSizeBytes)
+    {
+        long current = SizeBytes;
+        if (newSizeBytes == current) return;
+        if (newSizeBytes < current)
+            throw new BackingStoreException($"refusing to shrink the volume from {current} to {newSizeBytes} bytes: data behind the new end would be lost", 22);
+        // ftruncate extends without allocating: the new range is a hole and reads zeroes.
+        if (Libc.ftruncate(_fd, newSizeBytes) < 0)
+            throw FileDescriptorIo.Error("ftruncate", Marshal.GetLastPInvokeError());
+        Volatile.Write(ref _size, newSizeBytes);
+    }
 
     /// <summary>True when the file system punches holes; a punched range reads zeroes, including
     /// the unaligned edges that the kernel zeroes instead of deallocating.</summary>

@@ -56,6 +56,19 @@ public sealed class Volume : ICommandDrain, IDisposable
 
     public IReadOnlyList<VolumePath> Paths => Volatile.Read(ref _paths);
 
+    /// <summary>
+    /// Grows the volume and tells every initiator: CAPACITY DATA HAS CHANGED on the next
+    /// command of every nexus (SBC-3 4.7), so that they re-read the capacity.
+    /// </summary>
+    public void Resize(long newSizeBytes)
+    {
+        if (newSizeBytes % BlockSize != 0)
+            throw new BackingStoreException($"new size {newSizeBytes} is not a multiple of the block size {BlockSize}", 22);
+        if (newSizeBytes == Store.SizeBytes) return;
+        Store.Resize(newSizeBytes);
+        Reservations.AddUnitAttentionForAll(SenseCode.CapacityDataHasChanged);
+    }
+
     public VolumePath AddPath(string name, ItNexus? nexus, string? unboundReason = null)
     {
         var path = new VolumePath(this, name, nexus, unboundReason);
