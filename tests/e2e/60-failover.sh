@@ -52,6 +52,10 @@ narrate "1. Both nodes register their keys (node1: 0xa1, node2: 0xb2)"
 step node1 "REGISTER key 0xa1" GOOD prout "$N1" --register --param-sark=0xa1
 step node2 "REGISTER key 0xb2" GOOD prout "$N2" --register --param-sark=0xb2
 echo "  keys on the volume: $(key_list "$N1")"
+sg_persist -n --in --read-full-status "$N2" > /tmp/fullstatus
+grep -o 'iqn[^ ,]*' /tmp/fullstatus | sed 's/^/  READ FULL STATUS names: /'
+grep -q "$NODE1" /tmp/fullstatus && grep -q "$NODE2" /tmp/fullstatus \
+    || { cat /tmp/fullstatus; fail "READ FULL STATUS does not name both initiators"; }
 
 narrate "2. node1 becomes the active database: RESERVE Write Exclusive - Registrants Only"
 step node1 "RESERVE type WERO with key 0xa1" GOOD prout "$N1" --reserve --param-rk=0xa1 --prout-type=5
