@@ -34,9 +34,13 @@ public sealed unsafe class BlockDeviceStore : IBackingStore
         SupportsUnmap = discard;
         _discardGranularity = Math.Max(discardGranularity, sectorSize);
         UnmapReadsZeroes = discard && discardZeroes;
+        _zeroOut = ZeroOut;
+        _writeZeroBuffers = WriteZeroBuffers;
     }
 
     private long _size;
+    private readonly Action<long, long> _zeroOut;
+    private readonly Action<long, long> _writeZeroBuffers;
 
     public long SizeBytes => Volatile.Read(ref _size);
 
@@ -154,24 +158,7 @@ public sealed unsafe class BlockDeviceStore : IBackingStore
             ZeroOut(offset, length);
             return;
         }
-        long g = _discardGranularity;
-        long start = (offset + g - 1) / g * g;
-        long end = (offset + length) / g * g;
-        if (end <= start)
-        {
-            ZeroOut(offset, length);
-            return;
-        }
-        if (start > offset) ZeroOut(offset, start - offset);
-        ulong* range = stackalloc ulong[2];
-        range[0] = (ulong)start;
-        range[1] = (ulong)(end - start);
-        if (Ioctl(Libc.BLKDISCARD, range, out int errno) < 0)
-        {
-            if (errno != Libc.EOPNOTSUPP) throw FileDescriptorIo.Error("ioctl(BLKDISCARD)", errno);
-            ZeroOut(start, end - start);
-        }
-        if (offset + length > end) ZeroOut(end, offset + length - end);
+        AlignedRangeIoctl(offset, length, _discardGranularity, Libc.BLKDISCARD, "BLKDISCARD", _zeroOut);
     }
 
     public void WriteZeroes(long offset, long length)
@@ -189,26 +176,33 @@ public sealed unsafe class BlockDeviceStore : IBackingStore
     }
 
     /// <summary>BLKZEROOUT (sector-aligned); unaligned remainders by writing zeroes.</summary>
-    private void ZeroOut(long offset, long length)
+    private void ZeroOut(long offset, long length) =>
+        AlignedRangeIoctl(offset, length, _sectorSize, Libc.BLKZEROOUT, "BLKZEROOUT", _writeZeroBuffers);
+
+    /// <summary>
+    /// Runs a range ioctl (BLKDISCARD, BLKZEROOUT) on the part of [offset, offset+length) that is
+    /// aligned to <paramref name="align"/>; the unaligned edges, and the whole range when the
+    /// device answers EOPNOTSUPP, go to <paramref name="fallback"/>.
+    /// </summary>
+    private void AlignedRangeIoctl(long offset, long length, long align, nuint request, string name, Action<long, long> fallback)
     {
-        long s = _sectorSize;
-        long start = (offset + s - 1) / s * s;
-        long end = (offset + length) / s * s;
+        long start = (offset + align - 1) / align * align;
+        long end = (offset + length) / align * align;
         if (end <= start)
         {
-            WriteZeroBuffers(offset, length);
+            fallback(offset, length);
             return;
         }
-        if (start > offset) WriteZeroBuffers(offset, start - offset);
+        if (start > offset) fallback(offset, start - offset);
         ulong* range = stackalloc ulong[2];
         range[0] = (ulong)start;
         range[1] = (ulong)(end - start);
-        if (Ioctl(Libc.BLKZEROOUT, range, out int errno) < 0)
+        if (Ioctl(request, range, out int errno) < 0)
         {
-            if (errno != Libc.EOPNOTSUPP) throw FileDescriptorIo.Error("ioctl(BLKZEROOUT)", errno);
-            WriteZeroBuffers(start, end - start);
+            if (errno != Libc.EOPNOTSUPP) throw FileDescriptorIo.Error($"ioctl({name})", errno);
+            fallback(start, end - start);
         }
-        if (offset + length > end) WriteZeroBuffers(end, offset + length - end);
+        if (offset + length > end) fallback(end, offset + length - end);
     }
 
     private void WriteZeroBuffers(long offset, long length)
