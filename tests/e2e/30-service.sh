@@ -46,11 +46,9 @@ grep -q 'sharedvol/<absolute path>' <<<"$out" || { echo "$out"; fail "help creat
 ok "help create shows ConfigDesc"
 
 refused() { # refused CFGSTRING REASON_PATTERN
-    local before after out
-    before=$(ls $CFS/core/ 2>/dev/null | sort; ls -d $CFS/core/user_*/* 2>/dev/null)
+    local out
     set +e; out=$(targetcli /backstores/user:sharedvol create name=bad size=64M "cfgstring=$1" 2>&1); set -e
     grep -qE "$2" <<<"$out" || fail "cfgstring=$1: expected the daemon's reason /$2/, got: $out"
-    after=$(ls $CFS/core/ 2>/dev/null | sort; ls -d $CFS/core/user_*/* 2>/dev/null)
     [ -z "$(ls -d $CFS/core/user_*/bad 2>/dev/null)" ] || fail "cfgstring=$1: a backstore 'bad' was left behind"
     ok "cfgstring=$1 refused: $(grep -E "$2" <<<"$out" | head -1)"
 }
