@@ -68,8 +68,8 @@ public sealed class Daemon
 
             notify.Stopping(devices.StatusLine);
             var stopping = System.Diagnostics.Stopwatch.StartNew();
-            int blocked = devices.BlockAll();
-            Log.Notice($"stopping: {blocked} of {devices.PathCount} device(s) blocked (new commands get BUSY until the next start); serving what their rings hold");
+            int blockedOnStop = devices.BlockAll();
+            Log.Notice($"stopping: {blockedOnStop} of {devices.PathCount} device(s) blocked (new commands get BUSY until the next start); serving what their rings hold");
             if (!loop.Quiesce(TimeSpan.FromSeconds(20)))
                 Log.Warning("the rings still held commands after 20 s; the next start fails them with BUSY (reset_ring)");
             if (!loop.Stop(TimeSpan.FromSeconds(5)))
