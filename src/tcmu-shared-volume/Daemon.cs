@@ -46,8 +46,10 @@ public sealed class Daemon
         {
             // tcmu-abi.md §5.2, anchors §6: block netlink and fail what a previous daemon left
             // pending, so no enable/rmdir stays stuck, then adopt what exists, then unblock.
+            var started = System.Diagnostics.Stopwatch.StartNew();
             bool blocked = TryBlockNetlink(configfs);
             TcmuNetlinkChannel.TryOpen(out var netlink, out var netlinkError);
+            Log.Info($"start: netlink {(blocked ? "blocked and reset" : "not blocked")} after {started.ElapsedMilliseconds} ms");
             if (netlink is null)
                 Log.Warning($"netlink: {netlinkError}; scanning for devices every second until it appears");
 
@@ -55,6 +57,7 @@ public sealed class Daemon
             foreach (var device in SafeScan(discovery))
                 devices.Adopt(device, existing: true);
             if (blocked) TrySetBlockNetlink(configfs, false);
+            Log.Info($"start: {devices.PathCount} existing device(s) adopted after {started.ElapsedMilliseconds} ms");
 
             using var dbus = StartDBus(devices);
             notify.Ready(devices.StatusLine);
@@ -64,10 +67,16 @@ public sealed class Daemon
             netlink?.Dispose();
 
             notify.Stopping(devices.StatusLine);
-            Log.Notice("stopping: finishing in-flight commands");
-            if (!loop.Stop(TimeSpan.FromSeconds(20)))
-                Log.Warning("some commands did not finish within 20 s; the kernel will time them out");
+            var stopping = System.Diagnostics.Stopwatch.StartNew();
+            int blockedOnStop = devices.BlockAll();
+            Log.Notice($"stopping: {blockedOnStop} of {devices.PathCount} device(s) blocked (new commands get BUSY until the next start); serving what their rings hold");
+            if (!loop.Quiesce(TimeSpan.FromSeconds(20)))
+                Log.Warning("the rings still held commands after 20 s; the next start fails them with BUSY (reset_ring)");
+            if (!loop.Stop(TimeSpan.FromSeconds(5)))
+                Log.Warning("some commands did not finish; the kernel will time them out");
+            long drained = stopping.ElapsedMilliseconds;
             devices.FlushAll();
+            Log.Info($"stopped: in-flight commands done in {drained} ms, volumes flushed in {stopping.ElapsedMilliseconds - drained} ms");
             return 0;
         }
         finally

@@ -69,6 +69,7 @@ public sealed class DeviceManager : IDisposable
     {
         string key = $"user_{found.HbaIndex}/{found.DeviceName}";
         if (_devices.ContainsKey(key)) return 0;
+        long t0 = Environment.TickCount64;
 
         if (!VolumeConfig.TryParse(found.DevConfig, out var config, out var parseError))
             return Refuse(key, $"config string '{found.DevConfig}' is not valid: {parseError}", -22);
@@ -147,6 +148,7 @@ public sealed class DeviceManager : IDisposable
         Log.Notice(path.Nexus is { } n
             ? $"{key}: serving volume {volume.Identity.UnitSerial} ({config.Path}) for {n}"
             : $"{key}: serving volume {volume.Identity.UnitSerial} ({config.Path}), not yet bound to an initiator: {path.UnboundReason}");
+        Log.Info($"{key}: adopted in {Environment.TickCount64 - t0} ms{(existing ? " (existing ring" + (backstore.HasRingActions ? ", reset)" : ")") : "")}");
         return 0;
     }
 
@@ -352,6 +354,31 @@ public sealed class DeviceManager : IDisposable
             }
             device.SessionWasActive = now;
         }
+    }
+
+    /// <summary>
+    /// On stop: blocks every device, so that from now until the next daemon adopts it (and
+    /// unblocks it) new commands get BUSY, which initiators retry, instead of entering a ring
+    /// nobody serves, where the kernel fails them with NOT READY after cmd_time_out (tcmu-abi.md
+    /// §4.9, §4.10). Returns how many were blocked.
+    /// </summary>
+    public int BlockAll()
+    {
+        int blocked = 0;
+        foreach (var d in _devices.Values)
+        {
+            if (!d.Backstore.HasRingActions) continue;
+            try
+            {
+                d.Backstore.BlockDevice(true);
+                blocked++;
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                Log.Warning($"{d.Key}: could not block before stopping: {e.Message}");
+            }
+        }
+        return blocked;
     }
 
     /// <summary>Makes every volume's data durable (on stop).</summary>

@@ -50,7 +50,9 @@ public static class Program
         Log.Notice($"tcmu-shared-volume {Version} starting (handler subtype 'sharedvol', state in {options.StateDirectory})");
         try
         {
-            return daemon.Run(stop.Token);
+            int rc = daemon.Run(stop.Token);
+            Log.Info($"exiting with status {rc}");
+            return rc;
         }
         catch (Exception e)
         {

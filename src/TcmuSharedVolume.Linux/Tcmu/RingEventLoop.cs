@@ -180,6 +180,44 @@ public sealed unsafe class RingEventLoop : IDisposable
     }
 
     /// <summary>
+    /// Serves everything the rings hold now, while the loop keeps running: entries not read yet
+    /// (their uio event may still be on its way) are read, and every command handed out is
+    /// completed and kicked. The daemon calls this on stop after blocking its devices, so that no
+    /// new entries arrive and the rings it leaves are empty: nothing waits there for the next
+    /// daemon with the kernel's cmd_time_out running, whose expiry is a hard NOT READY error
+    /// rather than the BUSY that blocked commands get (tcmu-abi.md §4.9, §4.10). Returns false
+    /// if something was still unserved at <paramref name="timeout"/> or the loop is stopped.
+    /// </summary>
+    public bool Quiesce(TimeSpan timeout)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        RingContext[] all;
+        lock (_registry) all = _byRing.Values.ToArray();
+        while (!_stopping)
+        {
+            bool busy = false;
+            foreach (var ctx in all)
+            {
+                if (ctx.Detached || ctx.Ring.IsFailed) continue;
+                if (ctx.Ring.HasUnreadEntries)
+                {
+                    busy = true;
+                    _serviceRequests.Enqueue(ctx);
+                }
+                else if (ctx.Ring.Outstanding != 0 || ctx.Ring.HasUnkickedCompletions)
+                {
+                    busy = true;
+                }
+            }
+            if (!busy) return true;
+            if (DateTime.UtcNow >= deadline) return false;
+            Wake();
+            Thread.Sleep(2);
+        }
+        return false;
+    }
+
+    /// <summary>
     /// Clean stop: no new work is taken from any ring; commands already queued or running finish
     /// (up to <paramref name="timeout"/>); every ring is kicked; the threads end. Returns whether
     /// everything finished in time.

@@ -141,6 +141,13 @@ public sealed unsafe class TcmuRing : IDisposable
         get { lock (_lock) return _outstanding; }
     }
 
+    /// <summary>
+    /// Whether the kernel has published entries (up to <c>cmd_head</c>) that <see cref="Drain"/>
+    /// has not parsed yet. Any thread; a snapshot.
+    /// </summary>
+    public bool HasUnreadEntries =>
+        !_failed && !_disposed && (uint)Volatile.Read(ref *(int*)(_map + TcmuAbi.MbCmdHead)) != Volatile.Read(ref _parse);
+
     public long Kicks => Interlocked.Read(ref _kicks);
     public long Completions => Interlocked.Read(ref _completions);
     public long MalformedEntries => Interlocked.Read(ref _malformed);

@@ -306,4 +306,42 @@ public class RingEventLoopTests
         Assert.Throws<InvalidOperationException>(() => loop.Add(late.Ring, late.Source, executor));
         loop.Dispose();
     }
+
+    [Fact]
+    public void QuiesceServesEntriesWhoseEventWasNotSeen_SoStopLeavesAnEmptyRing()
+    {
+        var loop = new RingEventLoop(workerCount: 2);
+        using var device = new SimulatedDevice("quiesce");
+        var executor = new PatternExecutor { BeforeExecute = _ => Thread.Sleep(20) };
+        loop.Add(device.Ring, device.Source, executor);
+        // Published by the kernel, uio event not yet delivered: what a stopping daemon finds.
+        device.Quiet = true;
+        var work = SubmitMix(device, 6, 0);
+        Assert.True(device.Ring.HasUnreadEntries);
+
+        Assert.True(loop.Quiesce(Long));
+        Assert.False(device.Ring.HasUnreadEntries);
+        Assert.Equal(0, device.Ring.Outstanding);
+        Assert.Equal(6, device.Sim.CompletedCount); // completed and kicked before Stop
+        Assert.True(loop.Stop(Long));
+        AssertAnswered(device, work);
+        loop.Dispose();
+    }
+
+    [Fact]
+    public void QuiesceGivesUpAtItsTimeout_WhenACommandIsStuck()
+    {
+        using var release = new ManualResetEventSlim();
+        var loop = new RingEventLoop(workerCount: 2);
+        using var device = new SimulatedDevice("stuck");
+        loop.Add(device.Ring, device.Source, new PatternExecutor { BeforeExecute = _ => release.Wait() });
+        device.Sim.Submit(Read10(0, 8), dataInLength: 4096);
+
+        Assert.False(loop.Quiesce(TimeSpan.FromMilliseconds(300)));
+        Assert.Equal(1, device.Ring.Outstanding);
+        release.Set();
+        Assert.True(loop.Quiesce(Long));
+        Assert.True(loop.Stop(Long));
+        loop.Dispose();
+    }
 }

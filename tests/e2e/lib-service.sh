@@ -1,0 +1,58 @@
+# Helpers for guest tests that run the daemon as the systemd service (sourced after lib.sh).
+UNIT=tcmu-shared-volume.service
+
+# install_service: the repository's unit with ExecStart at /repo/out/bin, its D-Bus policy, and
+# tcmu-runner masked (it would take org.kernel.TCMUService1 and the netlink replies).
+install_service() {
+    sed "s|^ExecStart=.*|ExecStart=$REPO/out/bin/tcmu-shared-volume|" \
+        "$REPO/systemd/tcmu-shared-volume.service" >/etc/systemd/system/$UNIT
+    cp "$REPO/systemd/org.kernel.TCMUService1.conf" /etc/dbus-1/system.d/
+    # Debian's tcmu-runner ships an activation file for the same name: targetcli would start it.
+    rm -f /usr/share/dbus-1/system-services/org.kernel.TCMUService1.service
+    systemctl mask tcmu-runner.service >/dev/null 2>&1 || true
+    systemctl daemon-reload
+    systemctl reload dbus
+    targetcli set global auto_save_on_exit=false >/dev/null
+}
+
+# service_start VERB: systemctl VERB the unit (start, restart), print how long READY=1 took.
+service_start() {
+    local t0; t0=$(date +%s%N)
+    systemctl "$1" "$UNIT" || { journalctl -u "$UNIT" --no-pager | tail -30; fail "systemctl $1 $UNIT"; }
+    echo "systemctl $1: READY after $(( ($(date +%s%N) - t0) / 1000000 )) ms"
+    [ "$(systemctl is-active "$UNIT")" = active ] || fail "$UNIT is not active after $1"
+}
+
+journal() { journalctl -u "$UNIT" --no-pager -o cat "$@"; }
+
+# wait_journal PATTERN [SECONDS]: the daemon logged a line matching PATTERN (grep -E).
+wait_journal() {
+    local pat=$1 n=${2:-30}
+    for _ in $(seq 1 $((n * 5))); do
+        journal | grep -qE "$pat" && return 0
+        sleep 0.2
+    done
+    fail "no journal line matching '$pat' within ${n}s"
+}
+
+service_diagnostics() {
+    echo "-- diagnostics --"
+    systemctl status "$UNIT" --no-pager 2>&1 | head -20
+    journalctl -u "$UNIT" --no-pager 2>&1 | tail -50
+    targetcli ls / 2>&1
+    dmesg | tail -25
+}
+
+# new_disk BEFORE: waits for one /dev/sdX not in BEFORE (a list from sd_disks); prints it.
+new_disk() {
+    local before=$1 new
+    for _ in $(seq 1 150); do
+        udevadm settle 2>/dev/null || true
+        new=$(comm -13 <(echo "$before") <(sd_disks) | head -n1)
+        [ -n "$new" ] && { echo "/dev/$new"; return 0; }
+        sleep 0.2
+    done
+    fail "no new /dev/sdX appeared"
+}
+
+vpd80() { sg_inq -p 0x80 "$1" 2>/dev/null | sed -n 's/.*Unit serial number: *//p'; }
