@@ -10,7 +10,7 @@
 readonly TGT=iqn.2003-01.org.linux-iscsi.tsv:spc2
 readonly I1=iqn.2003-01.org.linux-iscsi.tsv:node1
 readonly I2=iqn.2003-01.org.linux-iscsi.tsv:node2
-trap 'iscsi_cleanup $TGT; iscsi_unexport $TGT; stop_daemon' EXIT
+trap 'set +e; iscsi_cleanup $TGT; iscsi_unexport $TGT; loop_cleanup; stop_daemon' EXIT
 
 reserve6() { scsi_cdb "$1" 16 00 00 00 00 00; }
 release6() { scsi_cdb "$1" 17 00 00 00 00 00; }

@@ -77,3 +77,17 @@ iscsi_cleanup() { # iscsi_cleanup TARGET_IQN: every session and node record of t
     iscsiadm -m node -T "$1" --logout >/dev/null 2>&1 || true
     iscsiadm -m node -T "$1" -o delete >/dev/null 2>&1 || true
 }
+
+# loop_cleanup: unlinks every tcm_loop LUN and target. Call it before the daemon stops: a LUN
+# whose ring nobody serves keeps the kernel's SYNCHRONIZE CACHE at power-off waiting for minutes.
+loop_cleanup() {
+    local t l
+    for t in "$CFS"/loopback/naa.*/tpgt_1; do
+        [ -d "$t" ] || continue
+        for l in "$t"/lun/lun_*; do
+            [ -d "$l" ] || continue
+            find "$l" -maxdepth 1 -type l -delete; rmdir "$l"
+        done
+        rmdir "$t" "$(dirname "$t")" 2>/dev/null || true
+    done
+}
