@@ -42,7 +42,7 @@ public sealed class DeviceManager : IDisposable
         public readonly UserBackstore Backstore = backstore;
         public readonly VolumeConfig Config = config;
         public long NextBindAttempt;
-        public bool? SessionWasActive;
+        public NexusSessionWatch? Watch;
         public NexusBinding? Binding;
     }
 
@@ -141,8 +141,10 @@ public sealed class DeviceManager : IDisposable
         if (binding.Warning is { } w) Log.Warning($"{key}: {w}");
         var path = volume.AddPath(key, binding.Nexus, binding.UnboundReason);
         var device = new Device(key, uio, ring, path, backstore, config) { Binding = binding };
+        device.Watch = new NexusSessionWatch(_configfs);
         _devices[key] = device;
-        _loop.Add(ring, uio, new VolumePathExecutor(path, () => TryBind(device, force: true)));
+        Volatile.Write(ref _deviceList, [.. _devices.Values]);
+        _loop.Add(ring, uio, new VolumePathExecutor(path, () => TryBind(device, force: true), CheckNexus));
         Unblock(backstore, existing);
 
         Log.Notice(path.Nexus is { } n
@@ -210,6 +212,7 @@ public sealed class DeviceManager : IDisposable
     {
         string key = $"user_{hbaIndex}/{name}";
         if (!_devices.Remove(key, out var device)) return 0;
+        Volatile.Write(ref _deviceList, [.. _devices.Values]);
         _loop.Remove(device.Ring, TimeSpan.FromSeconds(30));
         device.Ring.Dispose();
         device.Uio.Dispose();
@@ -342,17 +345,7 @@ public sealed class DeviceManager : IDisposable
                 TryBind(device);
                 continue;
             }
-            if (device.Binding is not { } binding) continue;
-            bool? active;
-            try { active = _configfs.IsNexusActive(binding); }
-            catch (IOException) { continue; }
-            if (active is not { } now) continue;
-            if (device.SessionWasActive == true && !now)
-            {
-                Log.Info($"{device.Key}: I_T nexus {device.Path.Nexus} lost");
-                device.Path.Volume.Reservations.NexusLost(device.Path.Nexus);
-            }
-            device.SessionWasActive = now;
+            CheckSession(device);
         }
     }
 
@@ -379,6 +372,31 @@ public sealed class DeviceManager : IDisposable
             }
         }
         return blocked;
+    }
+
+    /// <summary>The devices, for the ring threads (the dictionary belongs to the control thread).</summary>
+    private Device[] _deviceList = [];
+
+    /// <summary>Ring threads: another nexus's command meets <paramref name="holder"/>'s SPC-2
+    /// reservation; look at the holder's session now rather than at the next tick, so that an
+    /// initiator that just logged out no longer blocks the others.</summary>
+    private void CheckNexus(ItNexus holder)
+    {
+        foreach (var device in Volatile.Read(ref _deviceList))
+            if (holder.Equals(device.Path.Nexus)) CheckSession(device);
+    }
+
+    /// <summary>An initiator whose session ended (logged out, or logged out and in again) loses its
+    /// SPC-2 reservation, never its persistent ones. Any thread.</summary>
+    private void CheckSession(Device device)
+    {
+        if (device.Binding is not { } binding || device.Watch is not { } watch || device.Path.Nexus is not { } nexus) return;
+        bool ended;
+        try { ended = watch.NexusEnded(binding); }
+        catch (IOException) { return; }
+        if (!ended) return;
+        Log.Info($"{device.Key}: I_T nexus {nexus} lost");
+        device.Path.Volume.Reservations.NexusLost(nexus);
     }
 
     /// <summary>Makes every volume's data durable (on stop).</summary>

@@ -64,6 +64,9 @@ public sealed class VolumeReservations
 
     internal ReservationState State => Volatile.Read(ref _state);
 
+    /// <summary>The nexus holding an SPC-2 (RESERVE(6/10)) reservation, if any. No lock.</summary>
+    public ItNexus? Spc2Holder => Volatile.Read(ref _state).Spc2Holder;
+
     // ------------------------------------------------------------------ dispatch
 
     /// <summary>PERSISTENT RESERVE IN/OUT, RESERVE(6/10), RELEASE(6/10) from <paramref name="issuer"/>.</summary>

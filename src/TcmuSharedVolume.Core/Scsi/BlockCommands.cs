@@ -567,17 +567,21 @@ public static class BlockCommands
             return;
         }
         if (!InRange(v, command, lba, (ulong)blocks)) return;
-        if (blocks == 0)
-        {
-            command.Good(); // nothing compared, nothing written: not an error
-            return;
-        }
         int bs = v.BlockSize;
         int length = blocks * bs;
-        // Data-Out: the verify instance, then the write instance.
-        if (command.Data.Length < 2L * length)
+        // Data-Out: the verify instance, then the write instance, and nothing else. LIO passes
+        // the CDB to TCMU without matching it against the transfer length, so a Data-Out that
+        // disagrees with NUMBER OF LOGICAL BLOCKS is refused here: above all 256 blocks, which
+        // the one-byte field carries as 0 and which must not pass as "nothing to do" (libiscsi
+        // CompareAndWrite.Simple; tcmu-runner checks the iovec length the same way).
+        if (command.Data.Length != 2L * length)
         {
             Invalid(command, 13);
+            return;
+        }
+        if (blocks == 0)
+        {
+            command.Good(); // nothing compared, nothing written: not an error (SBC-3 5.2)
             return;
         }
         long offset = (long)lba * bs;

@@ -180,15 +180,24 @@ internal static class BlockLimitsOf
     /// <summary>MAXIMUM UNMAP BLOCK DESCRIPTOR COUNT.</summary>
     public const uint MaxUnmapDescriptors = 256;
 
-    /// <summary>One UNMAP descriptor or WRITE SAME covers at most 1 GiB, so that one command
-    /// finishes well inside the initiator's timeout even on a slow discard.</summary>
+    /// <summary>One UNMAP descriptor covers at most 1 GiB, so that one command finishes well inside
+    /// the initiator's timeout even on a slow discard.</summary>
     private const long MaxUnmapBytes = 1L << 30;
+
+    /// <summary>A finite MAXIMUM UNMAP LBA COUNT above 2^20 is refused as insane by libiscsi's
+    /// Inquiry.BlockLimits (2^21 blocks of 512 bytes would be 1 GiB).</summary>
+    private const uint MaxUnmapBlocksCeiling = 1u << 20;
+
+    /// <summary>MAXIMUM WRITE SAME LENGTH: LIO's own default (max_write_same_len = 0xFFFF). A
+    /// larger value makes initiators pair a WRITE SAME of 65536 blocks with a plain write of the
+    /// same length to check it (libiscsi WriteSame16.Unmap), beyond MAXIMUM TRANSFER LENGTH.</summary>
+    private const ulong MaxWriteSameBlocksCeiling = 0xFFFF;
 
     public static uint MaxTransferBlocks(Volume v) => (uint)Math.Max(1, v.MaxTransferBytes / v.BlockSize);
 
-    public static uint MaxUnmapBlocks(Volume v) => (uint)(MaxUnmapBytes / v.BlockSize);
+    public static uint MaxUnmapBlocks(Volume v) => (uint)Math.Min(MaxUnmapBytes / v.BlockSize, MaxUnmapBlocksCeiling);
 
-    public static ulong MaxWriteSameBlocks(Volume v) => (ulong)(MaxUnmapBytes / v.BlockSize);
+    public static ulong MaxWriteSameBlocks(Volume v) => Math.Min((ulong)(MaxUnmapBytes / v.BlockSize), MaxWriteSameBlocksCeiling);
 
     public static uint UnmapGranularityBlocks(Volume v) => (uint)Math.Max(1, v.Store.UnmapGranularity / v.BlockSize);
 

@@ -42,6 +42,10 @@ public sealed record NexusBinding
 /// <param name="Isid">The session's ISID as 12 hex digits, when logged in.</param>
 public sealed record IscsiSessionInfo(bool Active, string? Isid, string? State)
 {
+    /// <summary>LIO's session number ("LIO Session ID"), new for every login: a logout and a
+    /// login between two looks show up as a different number.</summary>
+    public string? SessionId { get; init; }
+
     public static readonly IscsiSessionInfo None = new(false, null, null);
 
     public static IscsiSessionInfo Parse(string text)
@@ -57,6 +61,7 @@ public sealed record IscsiSessionInfo(bool Active, string? Isid, string? State)
         bool loggedIn = text.Contains("InitiatorName:", StringComparison.Ordinal);
         // FAILED and FREE are sessions being torn down: the nexus is gone for PR purposes.
         bool active = loggedIn && state is not ("TARG_SESS_STATE_FAILED" or "TARG_SESS_FREE");
-        return new IscsiSessionInfo(active, isid, state);
+        var sid = System.Text.RegularExpressions.Regex.Match(text, @"LIO Session ID: (\d+)");
+        return new IscsiSessionInfo(active, isid, state) { SessionId = sid.Success ? sid.Groups[1].Value : null };
     }
 }

@@ -11,7 +11,12 @@ namespace TcmuSharedVolume.Linux.Tcmu;
 /// <param name="tryBind">Called before a reservation command on a path whose nexus is not yet
 /// known (targetcli creates the backstore before the LUN and ACL that bind it), so that the first
 /// PR OUT after the ACL appears does not fail. Any thread; should be cheap when it has nothing to do.</param>
-public sealed class VolumePathExecutor(VolumePath path, Action? tryBind = null) : ICommandExecutor
+/// <param name="checkNexus">Called with the holder of an SPC-2 reservation before another nexus's
+/// command is judged against it: the holder may have logged out a moment ago, and a logout ends
+/// its reservation (SPC-2 5.5.1) although TCMU never reports it. The callee re-reads the holder's
+/// session and releases the reservation if it ended. Any thread; off the path of commands that
+/// meet no SPC-2 reservation.</param>
+public sealed class VolumePathExecutor(VolumePath path, Action? tryBind = null, Action<ItNexus>? checkNexus = null) : ICommandExecutor
 {
     public VolumePath Path => path;
 
@@ -20,6 +25,9 @@ public sealed class VolumePathExecutor(VolumePath path, Action? tryBind = null) 
         if (tryBind is not null && path.Nexus is null && command.CdbLength > 0
             && OperationCode.IsReservationCommand(command.OperationCode))
             tryBind();
+        if (checkNexus is not null && command.CdbLength > 0
+            && path.Volume.Reservations.Spc2Holder is { } holder && !holder.Equals(path.Nexus))
+            checkNexus(holder);
         command.DescriptorSense = path.Volume.DescriptorSense;
         CommandSet.Execute(path, command);
     }

@@ -375,6 +375,8 @@ public sealed class BlockCommandsTests : IDisposable
         Out(_a, Cdb.Rw16(OperationCode.WriteSame16, 0, 1, flags: 0x10), block).AssertCheck(SenseCode.InvalidFieldInCdb); // ANCHOR
         Out(_a, Cdb.Rw16(OperationCode.WriteSame16, (ulong)_volume.BlockCount - 1, 2), block).AssertCheck(SenseCode.LbaOutOfRange);
         Out(_a, Cdb.Rw16(OperationCode.WriteSame16, 0, (1u << 30) / Bs + 1), block).AssertCheck(SenseCode.InvalidFieldInCdb);
+        // Beyond MAXIMUM WRITE SAME LENGTH (0xFFFF, as LIO) the length is refused before the range.
+        Out(_a, Cdb.Rw16(OperationCode.WriteSame16, 0, 0x10000), block).AssertCheck(SenseCode.InvalidFieldInCdb);
         Out(_a, Cdb.Rw10(OperationCode.WriteSame10, 0, 1), new byte[Bs - 1]).AssertCheck(SenseCode.InvalidFieldInCdb);
         _store.WriteErrno = 5;
         Out(_a, Cdb.Rw10(OperationCode.WriteSame10, 0, 1), Pattern(Bs, 1)).AssertCheck(SenseCode.WriteError);
@@ -410,6 +412,15 @@ public sealed class BlockCommandsTests : IDisposable
     {
         Run(_a, Cdb.CompareAndWrite(0, 0)).AssertGood(); // nothing to compare
         Out(_a, Cdb.CompareAndWrite(0, 2), new byte[3 * Bs]).AssertCheck(SenseCode.InvalidFieldInCdb);
+        Out(_a, Cdb.CompareAndWrite(0, 2), new byte[5 * Bs]).AssertCheck(SenseCode.InvalidFieldInCdb);
+    }
+
+    [Fact]
+    public void CompareAndWriteOf256BlocksIsNotTakenForZero()
+    {
+        // The one-byte NUMBER OF LOGICAL BLOCKS carries 256 as 0; the Data-Out (2 x 256 blocks)
+        // shows what was meant, and the command is refused, not done as "nothing to compare".
+        Out(_a, Cdb.CompareAndWrite(0, 0), new byte[2 * 256 * Bs]).AssertCheck(SenseCode.InvalidFieldInCdb);
         Out(_a, Cdb.CompareAndWrite((ulong)_volume.BlockCount, 1), new byte[2 * Bs]).AssertCheck(SenseCode.LbaOutOfRange);
         Out(_a, Cdb.CompareAndWrite(0, 1, flags: 0x20), new byte[2 * Bs]).AssertCheck(SenseCode.InvalidFieldInCdb);
         _store.ReadErrno = 5;

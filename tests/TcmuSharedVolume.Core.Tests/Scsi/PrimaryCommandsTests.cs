@@ -146,11 +146,12 @@ public sealed class PrimaryCommandsTests : IDisposable
         Assert.Equal(1, d[4] & 1); // WSNZ
         Assert.Equal(255, d[5]);   // MAXIMUM COMPARE AND WRITE LENGTH
         Assert.Equal((uint)(_volume.MaxTransferBytes / BlockSize), BinaryPrimitives.ReadUInt32BigEndian(d.AsSpan(8)));
-        Assert.Equal((uint)((1 << 30) / BlockSize), BinaryPrimitives.ReadUInt32BigEndian(d.AsSpan(20))); // MAX UNMAP LBA COUNT
+        // MAXIMUM UNMAP LBA COUNT: 1 GiB, but no more than 2^20 blocks (libiscsi Inquiry.BlockLimits)
+        Assert.Equal(Math.Min((uint)((1 << 30) / BlockSize), 1u << 20), BinaryPrimitives.ReadUInt32BigEndian(d.AsSpan(20)));
         Assert.Equal(256u, BinaryPrimitives.ReadUInt32BigEndian(d.AsSpan(24)));
         Assert.Equal((uint)(_volume.Store.UnmapGranularity / BlockSize), BinaryPrimitives.ReadUInt32BigEndian(d.AsSpan(28)));
         Assert.Equal(0x80, d[32] & 0x80); // UGAVALID
-        Assert.Equal((ulong)((1 << 30) / BlockSize), BinaryPrimitives.ReadUInt64BigEndian(d.AsSpan(36)));
+        Assert.Equal(0xFFFFul, BinaryPrimitives.ReadUInt64BigEndian(d.AsSpan(36))); // MAXIMUM WRITE SAME LENGTH, as LIO
     }
 
     [Fact]

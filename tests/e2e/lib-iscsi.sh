@@ -1,0 +1,93 @@
+# iSCSI helpers for guest e2e scripts (sourced after lib.sh). One iSCSI target on 127.0.0.1
+# whose ACLs each map LUN 0 to their own user:sharedvol backstore: the product's model, one
+# backstore per I_T nexus (DESIGN.md §2), written straight into configfs the way tsvctl's
+# `export iscsi` has targetcli do it (TPG LUNs without automatic mapped LUNs, one ACL each).
+
+PORTAL_IP=127.0.0.1
+PORTAL_PORT=3260
+
+# iscsi_export TARGET_IQN INITIATOR=BACKSTORE_DIR...: TPG LUN k links the k-th backstore and
+# the k-th initiator's ACL maps it as its LUN 0.
+iscsi_export() {
+    local iqn=$1; shift
+    [ -d "$CFS/iscsi" ] || mkdir "$CFS/iscsi"
+    local t="$CFS/iscsi/$iqn/tpgt_1" k=0 pair init so
+    mkdir -p "$t"
+    mkdir "$t/np/$PORTAL_IP:$PORTAL_PORT"
+    echo 0 > "$t/attrib/generate_node_acls"
+    echo 0 > "$t/attrib/authentication"
+    echo 0 > "$t/attrib/demo_mode_write_protect"
+    for pair in "$@"; do
+        init=${pair%%=*}; so=${pair#*=}
+        mkdir "$t/lun/lun_$k"
+        ln -s "$so" "$t/lun/lun_$k/$(basename "$so")"
+        mkdir -p "$t/acls/$init/lun_0"
+        ln -s "$t/lun/lun_$k" "$t/acls/$init/lun_0/mapped"
+        k=$((k + 1))
+    done
+    echo 1 > "$t/enable"
+}
+
+# iscsi_unexport TARGET_IQN: removes what iscsi_export made (sessions must be gone).
+iscsi_unexport() {
+    local t="$CFS/iscsi/$1/tpgt_1" a l
+    [ -d "$t" ] || return 0
+    echo 0 > "$t/enable" 2>/dev/null || true
+    for a in "$t"/acls/*/; do
+        [ -d "$a" ] || continue
+        rm -f "$a"lun_0/mapped; rmdir "$a"lun_0; rmdir "$a"
+    done
+    for l in "$t"/lun/lun_*; do
+        [ -d "$l" ] || continue
+        find "$l" -maxdepth 1 -type l -delete; rmdir "$l"
+    done
+    rmdir "$t"/np/* 2>/dev/null || true
+    rmdir "$t" "$CFS/iscsi/$1" 2>/dev/null || true
+}
+
+# iscsi_login TARGET_IQN IFACE INITIATOR: open-iscsi login with INITIATOR's name through its
+# own iface; prints the new /dev/sdX.
+iscsi_login() {
+    local iqn=$1 iface=$2 init=$3 before s blk
+    systemctl start iscsid.service
+    iscsiadm -m iface -I "$iface" -o new >/dev/null 2>&1 || true
+    iscsiadm -m iface -I "$iface" -o update -n iface.initiatorname -v "$init" >/dev/null
+    iscsiadm -m discovery -t sendtargets -p "$PORTAL_IP:$PORTAL_PORT" -I "$iface" >/dev/null ||
+        fail "discovery as $init"
+    iscsiadm -m node -T "$iqn" -p "$PORTAL_IP:$PORTAL_PORT" -I "$iface" --login >/dev/null ||
+        fail "login as $init"
+    for _ in $(seq 1 150); do
+        udevadm settle 2>/dev/null || true
+        for s in /sys/class/iscsi_session/session*; do
+            [ "$(cat "$s/initiatorname" 2>/dev/null)" = "$init" ] || continue
+            blk=$(ls "$s"/device/target*/*/block 2>/dev/null | head -n1)
+            if [ -n "$blk" ] && [ -b "/dev/$blk" ]; then echo "/dev/$blk"; return 0; fi
+        done
+        sleep 0.2
+    done
+    fail "no disk appeared for the iSCSI session of $init"
+}
+
+# iscsi_logout TARGET_IQN IFACE
+iscsi_logout() {
+    iscsiadm -m node -T "$1" -p "$PORTAL_IP:$PORTAL_PORT" -I "$2" --logout >/dev/null
+}
+
+iscsi_cleanup() { # iscsi_cleanup TARGET_IQN: every session and node record of the target
+    iscsiadm -m node -T "$1" --logout >/dev/null 2>&1 || true
+    iscsiadm -m node -T "$1" -o delete >/dev/null 2>&1 || true
+}
+
+# loop_cleanup: unlinks every tcm_loop LUN and target. Call it before the daemon stops: a LUN
+# whose ring nobody serves keeps the kernel's SYNCHRONIZE CACHE at power-off waiting for minutes.
+loop_cleanup() {
+    local t l
+    for t in "$CFS"/loopback/naa.*/tpgt_1; do
+        [ -d "$t" ] || continue
+        for l in "$t"/lun/lun_*; do
+            [ -d "$l" ] || continue
+            find "$l" -maxdepth 1 -type l -delete; rmdir "$l"
+        done
+        rmdir "$t" "$(dirname "$t")" 2>/dev/null || true
+    done
+}
