@@ -82,7 +82,7 @@ fileio_backstore() {
 # unexport WWN; remove_backstore DIR: the reverse of loop_export / *_backstore.
 unexport() {
     local t="$CFS/loopback/$1/tpgt_1"
-    rm -f "$t"/lun/lun_0/*
+    find "$t/lun/lun_0" -maxdepth 1 -type l -delete
     rmdir "$t/lun/lun_0" "$t" "$CFS/loopback/$1"
 }
 remove_backstore() { rmdir "$1"; rmdir "$(dirname "$1")" 2>/dev/null || true; }
@@ -94,7 +94,7 @@ run_fio() {
     [ "$pid" = - ] || t0=$(cpu_ticks "$pid")
     fio --name="$wl" --filename="$dev" --ioengine=libaio --direct=1 --rw="$rw" --bs="$bs" \
         --iodepth="$qd" --time_based --runtime="$RUNTIME" --ramp_time="$RAMP" --norandommap \
-        --randrepeat=0 --output-format=json --output="$j" || { cat "$j"; fail "fio $sys $cfg $wl"; }
+        --randrepeat=0 --eta=never --output-format=json --output="$j" || { cat "$j"; fail "fio $sys $cfg $wl"; }
     [ "$pid" = - ] || t1=$(cpu_ticks "$pid")
     python3 - "$j" "$RES" "$sys" "$cfg" "$wl" "$(( t1 - t0 ))" "$HZ" "$pid" "$dev" <<'EOF'
 import json, sys
@@ -120,6 +120,11 @@ suite() {
     local sys=$1 cfg=$2 dev=$3 pid=$4 mskb
     mskb=$(cat "/sys/block/$(basename "$dev")/queue/max_sectors_kb")
     say "$sys ($cfg): $dev, max_sectors_kb=$mskb"
+    local idle=null
+    if [ "$pid" != - ]; then   # CPU use with nothing to do: a spinning loop would show here
+        local i0; i0=$(cpu_ticks "$pid"); sleep 5; idle=$(( $(cpu_ticks "$pid") - i0 ))
+        echo "idle CPU over 5 s: $idle ticks ($HZ/s)"
+    fi
     run_fio "$sys" "$cfg" "$dev" "$pid" randread-qd1   randread  4k 1
     run_fio "$sys" "$cfg" "$dev" "$pid" randread-qd32  randread  4k 32
     run_fio "$sys" "$cfg" "$dev" "$pid" randwrite-qd1  randwrite 4k 1
@@ -128,7 +133,7 @@ suite() {
     run_fio "$sys" "$cfg" "$dev" "$pid" seqwrite-1m    write     1m 8
     local rss=null anon=null
     if [ "$pid" != - ]; then rss=$(rss_kib "$pid"); anon=$(anon_kib "$pid"); fi
-    echo "{\"kind\":\"proc\",\"system\":\"$sys\",\"config\":\"$cfg\",\"rss_kib\":$rss,\"anon_kib\":$anon,\"max_sectors_kb\":$mskb}" >>"$RES"
+    echo "{\"kind\":\"proc\",\"system\":\"$sys\",\"config\":\"$cfg\",\"rss_kib\":$rss,\"anon_kib\":$anon,\"max_sectors_kb\":$mskb,\"idle_ticks_5s\":$idle,\"hz\":$HZ}" >>"$RES"
     echo "RSS ${rss} KiB (anon ${anon} KiB)"
 }
 
@@ -207,7 +212,7 @@ jobs=/tmp/paths.fio
     for d in "${devs[@]}"; do echo "[$(basename "$d")]"; echo "filename=$d"; done
 } >"$jobs"
 c0=$(cpu_ticks "$DAEMON_PID")
-fio --output-format=json --output=/tmp/fio-paths.json "$jobs" || { cat /tmp/fio-paths.json; fail "fio on $PATHS paths"; }
+fio --eta=never --output-format=json --output=/tmp/fio-paths.json "$jobs" || { cat /tmp/fio-paths.json; fail "fio on $PATHS paths"; }
 c1=$(cpu_ticks "$DAEMON_PID")
 rss2=$(rss_kib "$DAEMON_PID"); anon2=$(anon_kib "$DAEMON_PID")
 python3 - /tmp/fio-paths.json "$RES" "$PATHS" "$rss0" "$rss1" "$anon1" "$rss2" "$anon2" "$(( c1 - c0 ))" "$HZ" <<'EOF'

@@ -64,14 +64,15 @@ for cname, cmap in CONFIGS.items():
 print("a = this daemon (user:sharedvol), b = tcmu-runner user:file, c = LIO fileio. "
       "IOPS ratio > 1: a is faster; latency ratio < 1: a is faster.")
 print()
-print("| system | config | disk max_sectors_kb | VmRSS after runs (KiB) | RssAnon (KiB) | CPU s over the 6 runs |")
-print("|---|---|---:|---:|---:|---:|")
+print("| system | config | disk max_sectors_kb | VmRSS after runs (KiB) | RssAnon (KiB) | CPU s over the 6 runs | CPU s idle 5 s |")
+print("|---|---|---:|---:|---:|---:|---:|")
 for p in procs:
     cpu = sum(r["cpu_s"] for r in fio if r["system"] == p["system"] and r["config"] == p["config"]
               and r["cpu_s"] is not None)
     cpu_s = f"{cpu:.1f}" if p["rss_kib"] is not None else "– (kernel)"
     print(f"| {p['system']} | {p['config']} | {p['max_sectors_kb']} | {num(p['rss_kib'])} | "
-          f"{num(p['anon_kib'])} | {cpu_s} |")
+          f"{num(p['anon_kib'])} | {cpu_s} | "
+          f"{num(p['idle_ticks_5s'] / p['hz'] if p.get('idle_ticks_5s') is not None else None, '{:.2f}')} |")
 print()
 for p in paths:
     print(f"### {p['paths']} paths of one volume (this daemon)")
