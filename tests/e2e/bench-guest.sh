@@ -1,0 +1,238 @@
+#!/usr/bin/env bash
+# Guest side of tests/e2e/bench.sh (issue 6, "Speed"): fio on tcm_loop disks in one boot, for
+#   sharedvol  this daemon (user:sharedvol, a TCMU backstore created through configfs)
+#   file       tcmu-runner's user:file handler (Debian's tcmu source, out/bench/handler_file.so)
+#   fileio     LIO's in-kernel fileio backstore (fd_buffered_io=1: write-back, as targetcli's default)
+# all three on the same 1 GiB file, one at a time, each at its defaults and then with the
+# settings named in TUNED; then 128 paths of one volume on this daemon.
+# Raw results go to out/bench/results.jsonl, the markdown body to out/bench/bench-body.md.
+# Not named NN-*.sh: run-all.sh does not run it.
+. "$(dirname "$0")/lib.sh"
+
+# bench.sh passes its BENCH_* settings as VAR=value arguments (the guest gets no environment).
+for a in "$@"; do case $a in BENCH_[A-Z]*=[0-9]*) export "${a?}" ;; *) fail "unknown argument $a" ;; esac; done
+RUNTIME=${BENCH_RUNTIME:-15}
+RAMP=${BENCH_RAMP:-3}
+PATHS=${BENCH_PATHS:-128}
+SIZE=$((1 << 30))
+IMG=/var/tmp/bench.img
+OUT=$REPO/out/bench
+RES=$OUT/results.jsonl
+TUNED="hw_max_sectors=2048"   # the only setting changed in the tuned runs (all TCMU backstores)
+HZ=$(getconf CLK_TCK)
+RUNNER_PID=
+
+cleanup() { stop_daemon; [ -z "$RUNNER_PID" ] || kill "$RUNNER_PID" 2>/dev/null || true; }
+trap cleanup EXIT
+
+mkdir -p "$OUT"
+: >"$RES"
+[ -s "$OUT/handler_file.so" ] || fail "no $OUT/handler_file.so: run scripts/bench/build-tcmu-file-handler.sh on the host"
+
+load_modules
+say "guest: $(uname -r), $(nproc) CPUs, $(awk '/MemTotal/{print int($2/1024)}' /proc/meminfo) MiB; fio $(fio --version)"
+python3 - "$RES" <<EOF
+import json, platform, sys
+open(sys.argv[1], "a").write(json.dumps({"kind": "env", "kernel": platform.release(), "cpus": $(nproc),
+  "mem_mib": $(awk '/MemTotal/{print int($2/1024)}' /proc/meminfo), "fio": "$(fio --version)",
+  "runtime": $RUNTIME, "ramp": $RAMP, "tuned": "$TUNED",
+  "runner": "$(dpkg-query -W -f='${Version}' tcmu-runner)"}) + "\n")
+EOF
+
+# One file for all three systems, written once, so every system reads real data from the same
+# (page-cached) file: the difference measured is the data path, not the file system.
+say "backing file: $IMG, 1 GiB, written once"
+rm -f "$IMG"; truncate -s $SIZE "$IMG"
+dd if=/dev/zero of="$IMG" bs=1M count=1024 conv=notrunc,fsync status=none
+sync
+
+# --- helpers ---------------------------------------------------------------------------------
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+rss_kib()   { awk '/^VmRSS:/{print $2}' "/proc/$1/status"; }
+anon_kib()  { awk '/^RssAnon:/{print $2}' "/proc/$1/status"; }
+
+# tcmu_backstore NAME DEV_CONFIG [CONTROL...]: a TCMU backstore through configfs; waits for our
+# daemon's adoption when DEV_CONFIG is ours (tcmu-runner replies on netlink, so enable waits).
+tcmu_backstore() {
+    local name=$1 cfg=$2 idx=0 c; shift 2
+    while [ -e "$CFS/core/user_$idx" ]; do idx=$((idx + 1)); done
+    local d="$CFS/core/user_$idx/$name"
+    mkdir -p "$d"
+    echo -n "dev_config=$cfg" > "$d/control"
+    echo -n "dev_size=$SIZE" > "$d/control"
+    for c in "$@"; do echo -n "$c" > "$d/control"; done
+    case $cfg in sharedvol/*) echo -n "nl_reply_supported=-1" > "$d/control" ;; esac
+    echo 1 > "$d/enable"
+    case $cfg in sharedvol/*)
+        for _ in $(seq 1 300); do grep -q "user_$idx/$name: serving" /tmp/daemon.log && break; sleep 0.2; done
+        grep -q "user_$idx/$name: serving" /tmp/daemon.log || fail "daemon did not adopt user_$idx/$name" ;;
+    esac
+    echo "$d"
+}
+
+fileio_backstore() {
+    local d="$CFS/core/fileio_0/bench"
+    mkdir -p "$d"
+    echo -n "fd_dev_name=$IMG,fd_dev_size=$SIZE,fd_buffered_io=1" > "$d/control"
+    echo 1 > "$d/enable"
+    echo "$d"
+}
+
+# unexport WWN; remove_backstore DIR: the reverse of loop_export / *_backstore.
+unexport() {
+    local t="$CFS/loopback/$1/tpgt_1"
+    find "$t/lun/lun_0" -maxdepth 1 -type l -delete
+    rmdir "$t/lun/lun_0" "$t" "$CFS/loopback/$1"
+}
+remove_backstore() { rmdir "$1"; rmdir "$(dirname "$1")" 2>/dev/null || true; }
+
+# run_fio SYSTEM CONFIG DEV PID WORKLOAD RW BS DEPTH: one fio run; appends one JSON line with
+# IOPS, bandwidth, clat p50/p99 and the serving process's CPU time over the run.
+run_fio() {
+    local sys=$1 cfg=$2 dev=$3 pid=$4 wl=$5 rw=$6 bs=$7 qd=$8 t0=0 t1=0 j=/tmp/fio-$1-$2-$5.json
+    [ "$pid" = - ] || t0=$(cpu_ticks "$pid")
+    fio --name="$wl" --filename="$dev" --ioengine=libaio --direct=1 --rw="$rw" --bs="$bs" \
+        --iodepth="$qd" --time_based --runtime="$RUNTIME" --ramp_time="$RAMP" --norandommap \
+        --randrepeat=0 --eta=never --output-format=json --output="$j" || { cat "$j"; fail "fio $sys $cfg $wl"; }
+    [ "$pid" = - ] || t1=$(cpu_ticks "$pid")
+    python3 - "$j" "$RES" "$sys" "$cfg" "$wl" "$(( t1 - t0 ))" "$HZ" "$pid" "$dev" <<'EOF'
+import json, sys
+j, res, system, cfg, wl, ticks, hz, pid, dev = sys.argv[1:]
+job = json.load(open(j))["jobs"][0]
+d = job["read"] if job["read"]["io_bytes"] > job["write"]["io_bytes"] else job["write"]
+pct = d["clat_ns"].get("percentile", {})
+ios = d["total_ios"]
+cpu = int(ticks) / int(hz)
+rec = {"kind": "fio", "system": system, "config": cfg, "workload": wl, "iops": d["iops"],
+       "bw_mib": d["bw_bytes"] / 2**20, "p50_us": pct.get("50.000000", 0) / 1000,
+       "p99_us": pct.get("99.000000", 0) / 1000, "errors": job["error"], "ios": ios,
+       "cpu_s": cpu if pid != "-" else None,
+       "cpu_us_per_io": (cpu * 1e6 / ios) if pid != "-" and ios else None}
+open(res, "a").write(json.dumps(rec) + "\n")
+print(f"{system:9} {cfg:7} {wl:14} {d['iops']:9.0f} IOPS {d['bw_bytes']/2**20:8.1f} MiB/s "
+      f"p50 {rec['p50_us']:8.0f} us p99 {rec['p99_us']:8.0f} us cpu {rec['cpu_s']}")
+EOF
+}
+
+# suite SYSTEM CONFIG DEV PID: the six workloads, then the process's RSS.
+suite() {
+    local sys=$1 cfg=$2 dev=$3 pid=$4 mskb
+    mskb=$(cat "/sys/block/$(basename "$dev")/queue/max_sectors_kb")
+    say "$sys ($cfg): $dev, max_sectors_kb=$mskb"
+    local idle=null
+    if [ "$pid" != - ]; then   # CPU use with nothing to do: a spinning loop would show here
+        local i0; i0=$(cpu_ticks "$pid"); sleep 5; idle=$(( $(cpu_ticks "$pid") - i0 ))
+        echo "idle CPU over 5 s: $idle ticks ($HZ/s)"
+    fi
+    run_fio "$sys" "$cfg" "$dev" "$pid" randread-qd1   randread  4k 1
+    run_fio "$sys" "$cfg" "$dev" "$pid" randread-qd32  randread  4k 32
+    run_fio "$sys" "$cfg" "$dev" "$pid" randwrite-qd1  randwrite 4k 1
+    run_fio "$sys" "$cfg" "$dev" "$pid" randwrite-qd32 randwrite 4k 32
+    run_fio "$sys" "$cfg" "$dev" "$pid" seqread-1m     read      1m 8
+    run_fio "$sys" "$cfg" "$dev" "$pid" seqwrite-1m    write     1m 8
+    local rss=null anon=null
+    if [ "$pid" != - ]; then rss=$(rss_kib "$pid"); anon=$(anon_kib "$pid"); fi
+    echo "{\"kind\":\"proc\",\"system\":\"$sys\",\"config\":\"$cfg\",\"rss_kib\":$rss,\"anon_kib\":$anon,\"max_sectors_kb\":$mskb,\"idle_ticks_5s\":$idle,\"hz\":$HZ}" >>"$RES"
+    echo "RSS ${rss} KiB (anon ${anon} KiB)"
+}
+
+# --- (a) this daemon -------------------------------------------------------------------------
+bench_sharedvol() {
+    local cfg=$1; shift
+    start_daemon
+    local b dev
+    b=$(tcmu_backstore bench-a "sharedvol/$IMG;size=1G" "$@")
+    dev=$(loop_export "$b" naa.5001405000000aa1)
+    suite sharedvol "$cfg" "$dev" "$DAEMON_PID"
+    unexport naa.5001405000000aa1; remove_backstore "$b"
+    stop_daemon
+}
+
+# --- (b) tcmu-runner with user:file ----------------------------------------------------------
+bench_runner() {
+    local cfg=$1; shift
+    local hdir=/usr/lib/x86_64-linux-gnu/tcmu-runner
+    install -m 0644 "$OUT/handler_file.so" "$hdir/handler_file.so"
+    tcmu-runner >/tmp/tcmu-runner.out 2>&1 &
+    RUNNER_PID=$!
+    # Ready once it owns its D-Bus name (it registers after loading handlers and netlink).
+    for _ in $(seq 1 300); do
+        busctl --system status org.kernel.TCMUService1 >/dev/null 2>&1 && break
+        kill -0 "$RUNNER_PID" 2>/dev/null || { cat /tmp/tcmu-runner.out; fail "tcmu-runner exited"; }
+        sleep 0.2
+    done
+    busctl --system status org.kernel.TCMUService1 >/dev/null 2>&1 || fail "tcmu-runner not on D-Bus"
+    local b dev
+    b=$(tcmu_backstore bench-b "file/$IMG" "$@")
+    dev=$(loop_export "$b" naa.5001405000000bb1)
+    suite tcmu-runner "$cfg" "$dev" "$RUNNER_PID"
+    unexport naa.5001405000000bb1; remove_backstore "$b"
+    kill -TERM "$RUNNER_PID"; wait "$RUNNER_PID" 2>/dev/null || true
+    RUNNER_PID=
+}
+
+# --- (c) LIO fileio ----------------------------------------------------------------------------
+bench_fileio() {
+    local cfg=$1 b dev
+    b=$(fileio_backstore)
+    dev=$(loop_export "$b" naa.5001405000000cc1)
+    echo "fileio hw_max_sectors=$(cat "$b/attrib/hw_max_sectors") emulate_write_cache=$(cat "$b/attrib/emulate_write_cache")"
+    suite fileio "$cfg" "$dev" -
+    unexport naa.5001405000000cc1; remove_backstore "$b"
+}
+
+bench_sharedvol default
+bench_runner default
+bench_fileio default
+# shellcheck disable=SC2086 # TUNED is a list of control words
+bench_sharedvol tuned $TUNED
+# shellcheck disable=SC2086
+bench_runner tuned $TUNED
+bench_fileio default-again   # fileio has nothing tuned; a second run shows the run-to-run noise
+
+# --- 128 paths of one volume on this daemon ------------------------------------------------------
+say "$PATHS paths of one volume"
+start_daemon
+rss0=$(rss_kib "$DAEMON_PID")
+t0=$(date +%s)
+devs=()
+for i in $(seq 1 "$PATHS"); do
+    b=$(tcmu_backstore "p$i" "sharedvol/$IMG;size=1G")
+    devs+=("$(loop_export "$b" "naa.50014050000$(printf '%05x' "$i")")")
+done
+echo "$PATHS paths set up in $(( $(date +%s) - t0 )) s"
+rss1=$(rss_kib "$DAEMON_PID"); anon1=$(anon_kib "$DAEMON_PID")
+jobs=/tmp/paths.fio
+{
+    echo "[global]"
+    echo "ioengine=libaio"; echo "direct=1"; echo "rw=randrw"; echo "rwmixread=50"; echo "bs=4k"
+    echo "iodepth=2"; echo "time_based"; echo "runtime=$((RUNTIME + 5))"; echo "ramp_time=$RAMP"
+    echo "norandommap"; echo "randrepeat=0"; echo "thread"; echo "group_reporting"
+    for d in "${devs[@]}"; do echo "[$(basename "$d")]"; echo "filename=$d"; done
+} >"$jobs"
+c0=$(cpu_ticks "$DAEMON_PID")
+fio --eta=never --output-format=json --output=/tmp/fio-paths.json "$jobs" || { cat /tmp/fio-paths.json; fail "fio on $PATHS paths"; }
+c1=$(cpu_ticks "$DAEMON_PID")
+rss2=$(rss_kib "$DAEMON_PID"); anon2=$(anon_kib "$DAEMON_PID")
+python3 - /tmp/fio-paths.json "$RES" "$PATHS" "$rss0" "$rss1" "$anon1" "$rss2" "$anon2" "$(( c1 - c0 ))" "$HZ" <<'EOF'
+import json, sys
+j, res, paths, rss0, rss1, anon1, rss2, anon2, ticks, hz = sys.argv[1:]
+job = json.load(open(j))["jobs"][0]
+r, w = job["read"], job["write"]
+rec = {"kind": "paths", "paths": int(paths), "iops": r["iops"] + w["iops"], "read_iops": r["iops"],
+       "write_iops": w["iops"], "errors": job["error"],
+       "p50_us": r["clat_ns"]["percentile"]["50.000000"] / 1000,
+       "p99_us": r["clat_ns"]["percentile"]["99.000000"] / 1000,
+       "rss_idle_kib": int(rss0), "rss_setup_kib": int(rss1), "anon_setup_kib": int(anon1),
+       "rss_load_kib": int(rss2), "anon_load_kib": int(anon2), "cpu_s": int(ticks) / int(hz)}
+open(res, "a").write(json.dumps(rec) + "\n")
+print(rec)
+EOF
+for i in $(seq 1 "$PATHS"); do unexport "naa.50014050000$(printf '%05x' "$i")"; done
+for d in "$CFS"/core/user_*/p*; do remove_backstore "$d"; done
+stop_daemon
+
+say "report"
+python3 "$REPO/tests/e2e/bench-report.py" "$RES" > "$OUT/bench-body.md"
+cat "$OUT/bench-body.md"

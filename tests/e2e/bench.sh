@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# tests/e2e/bench.sh — issue 6 "Speed" on a real kernel (`make bench-e2e`).
+#
+# Builds tcmu-runner's user:file handler from Debian's source (scripts/bench/), boots the test
+# VM once with tests/e2e/bench-guest.sh, which runs fio on tcm_loop disks backed by this daemon,
+# tcmu-runner's user:file and LIO's fileio, then 128 paths of one volume. Prints the markdown
+# table and saves it to out/bench/bench-e2e.md (raw results: out/bench/results.jsonl).
+# Under TCG every number is slow; only ratios within one run mean anything.
+#   BENCH_RUNTIME (s per fio run, default 15), BENCH_RAMP (3), BENCH_PATHS (128).
+set -euo pipefail
+
+here=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+out=$repo/out/bench
+mkdir -p "$out"
+[[ -x $repo/out/bin/tcmu-shared-volume ]] || { echo "bench: run make publish first" >&2; exit 2; }
+
+"$repo/scripts/bench/build-tcmu-file-handler.sh" "$out"
+rm -f "$out/bench-body.md" "$out/results.jsonl"
+
+args=()
+for v in BENCH_RUNTIME BENCH_RAMP BENCH_PATHS; do [[ -n ${!v:-} ]] && args+=("$v=${!v}"); done
+export TSV_VM_TIMEOUT=${TSV_VM_TIMEOUT:-3000}
+start=$SECONDS
+"$repo/scripts/vm/run" tests/e2e/bench-guest.sh "${args[@]}" 2>&1 | tee "$out/bench-console.log"
+rc=${PIPESTATUS[0]}
+((rc == 0)) || { echo "bench: guest exited $rc (console: out/bench/bench-console.log)" >&2; exit "$rc"; }
+[[ -s $out/bench-body.md ]] || { echo "bench: guest wrote no out/bench/bench-body.md" >&2; exit 1; }
+
+{
+  echo "## End-to-end benchmark ($(date +%F))"
+  echo
+  echo "QEMU TCG (software emulation, \`-cpu max\`), -smp ${TSV_VM_CPUS:-2}, ${TSV_VM_MEMORY:-3072} MiB;" \
+       "host $(nproc) cores shared with other work, so only ratios within this run mean anything." \
+       "Run took $((SECONDS - start)) s. Daemon: out/bin (ReadyToRun, JIT)."
+  echo
+  cat "$out/bench-body.md"
+} >"$out/bench-e2e.md"
+echo
+cat "$out/bench-e2e.md"
