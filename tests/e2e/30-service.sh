@@ -89,7 +89,7 @@ sg_persist --out --register --param-sark=0xabc1 "$dev" >/dev/null 2>&1 ||
 sg_persist --out --reserve --param-rk=0xabc1 --prout-type=5 "$dev" >/dev/null || fail "PR reserve"
 
 fio --name=restart --filename="$dev" --direct=1 --ioengine=libaio --iodepth=8 --rw=randwrite --bs=4k \
-    --size=48M --verify=crc32c --do_verify=1 --verify_fatal=1 --output=/tmp/fio.out >/dev/null 2>&1 &
+    --size=48M --verify=crc32c --do_verify=1 --verify_fatal=1 --verify_state_save=0 --output=/tmp/fio.out >/dev/null 2>&1 &
 fio_pid=$!
 sleep 8
 kill -0 $fio_pid 2>/dev/null || { cat /tmp/fio.out; fail "fio ended before the restart"; }

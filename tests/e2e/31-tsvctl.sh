@@ -78,7 +78,7 @@ ok "64 KiB written via $d1 read back via $d2"
 tsv status
 tsv unexport --volume "$VOL"
 [ -z "$(ls -d $CFS/core/user_*/* 2>/dev/null)" ] || fail "backstores left after unexport: $(ls -d $CFS/core/user_*/*)"
-[ -z "$(ls $CFS/loopback 2>/dev/null)" ] || fail "loopback targets left after unexport"
+[ -z "$(ls -d $CFS/loopback/naa.* 2>/dev/null)" ] || fail "loopback targets left after unexport"
 [ -z "$(comm -13 <(echo "$before") <(sd_disks))" ] || fail "disks left after unexport"
 ok "unexported: no backstore, target or disk left"
 
