@@ -30,7 +30,7 @@ say "fio verify: write through path A, verify through path B"
 fio --name=w --filename="$DA" --rw=randwrite --bs=4k --size=64M --offset=128M --direct=1 \
     --ioengine=libaio --iodepth=16 --verify=crc32c --do_verify=0 --verify_state_save=0 --randrepeat=1 --output=/tmp/fio-w.txt
 fio --name=w --filename="$DB" --rw=randwrite --bs=4k --size=64M --offset=128M --direct=1 \
-    --ioengine=libaio --iodepth=16 --verify=crc32c --verify_only=1 --verify_state_load=0 --randrepeat=1 --output=/tmp/fio-v.txt \
+    --ioengine=libaio --iodepth=16 --verify=crc32c --verify_only=1 --verify_state_load=0 --verify_state_save=0 --randrepeat=1 --output=/tmp/fio-v.txt \
     || { cat /tmp/fio-v.txt; fail "fio verify through the other path failed"; }
 grep -q 'err= 0' /tmp/fio-v.txt || { cat /tmp/fio-v.txt; fail "fio reported errors"; }
 ok "fio verify passed across paths"
