@@ -14,13 +14,14 @@ readonly I2=iqn.2007-10.com.github:sahlberg:libiscsi:iscsi-test-2
 readonly OUT=$REPO/out/e2e
 trap 'set +e; iscsi_unexport $TGT; stop_daemon' EXIT
 
-# The suites of issue 6, by libiscsi's names. Exclusions, each with its reason:
-#  (none yet)
+# The suites of issue 6, by libiscsi's names ('SCSI.Read*' takes in ReadCapacity10/16,
+# 'SCSI.Write*' WriteVerify* and WriteSame*). Nothing is trimmed: about 260 s under TCG, of
+# which Write* takes 140 s.
 SUITES=(
     SCSI.PrinReadKeys SCSI.PrinServiceactionRange SCSI.PrinReportCapabilities
     SCSI.ProutRegister SCSI.ProutReserve SCSI.ProutClear SCSI.ProutPreempt SCSI.Reserve6
     'SCSI.Read*' 'SCSI.Write*' 'SCSI.Verify*' SCSI.Unmap SCSI.CompareAndWrite SCSI.GetLBAStatus
-    SCSI.Inquiry 'SCSI.ReadCapacity*' SCSI.ModeSense6 SCSI.ReportSupportedOpcodes
+    SCSI.Inquiry SCSI.ModeSense6 SCSI.ReportSupportedOpcodes
     SCSI.TestUnitReady SCSI.StartStopUnit SCSI.PreventAllow
 )
 # Tests excluded by full name (FAMILY.SUITE.TEST), each with its reason.

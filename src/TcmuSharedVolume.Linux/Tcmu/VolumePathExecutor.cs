@@ -15,7 +15,7 @@ namespace TcmuSharedVolume.Linux.Tcmu;
 /// command is judged against it: the holder may have logged out a moment ago, and a logout ends
 /// its reservation (SPC-2 5.5.1) although TCMU never reports it. The callee re-reads the holder's
 /// session and releases the reservation if it ended. Any thread; off the path of commands that
-/// meet no SPC-2 reservation.</param>
+/// meet no SPC-2 reservation. Also called with this path's own nexus before its RESERVE(6/10).</param>
 public sealed class VolumePathExecutor(VolumePath path, Action? tryBind = null, Action<ItNexus>? checkNexus = null) : ICommandExecutor
 {
     public VolumePath Path => path;
@@ -25,9 +25,15 @@ public sealed class VolumePathExecutor(VolumePath path, Action? tryBind = null, 
         if (tryBind is not null && path.Nexus is null && command.CdbLength > 0
             && OperationCode.IsReservationCommand(command.OperationCode))
             tryBind();
-        if (checkNexus is not null && command.CdbLength > 0
-            && path.Volume.Reservations.Spc2Holder is { } holder && !holder.Equals(path.Nexus))
-            checkNexus(holder);
+        if (checkNexus is not null && command.CdbLength > 0)
+        {
+            // A RESERVE first settles this nexus's own session: the reservation it takes belongs
+            // to the session it arrives on, not to one that ended unseen before it.
+            if (path.Nexus is { } own && command.OperationCode is OperationCode.Reserve6 or OperationCode.Reserve10)
+                checkNexus(own);
+            if (path.Volume.Reservations.Spc2Holder is { } holder && !holder.Equals(path.Nexus))
+                checkNexus(holder);
+        }
         command.DescriptorSense = path.Volume.DescriptorSense;
         CommandSet.Execute(path, command);
     }

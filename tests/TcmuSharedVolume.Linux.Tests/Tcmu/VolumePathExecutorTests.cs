@@ -22,6 +22,25 @@ public sealed class VolumePathExecutorTests : IDisposable
 
     private static readonly byte[] Reserve6 = [0x16, 0, 0, 0, 0, 0];
 
+    private static byte[] Cdb(byte op) => [op, 0, 0, 0, 0, 0];
+
+    [Fact]
+    public void AReserveTakenInANewSessionIsNotReleasedForTheOldOne()
+    {
+        // node1's first session ended unseen (libiscsi logs out and in between suites), then
+        // node1 reserves in its new session: node2 must still meet the reservation.
+        var ended = new HashSet<ItNexus> { _rig.Node1 };
+        void Check(ItNexus n)
+        {
+            if (ended.Remove(n)) _rig.Volume.Reservations.NexusLost(n);
+        }
+        var a = new VolumePathExecutor(_rig.PathA, checkNexus: Check);
+        var b = new VolumePathExecutor(_rig.PathB, checkNexus: Check);
+        Assert.Equal(ScsiStatus.Good, Run(a, Reserve6));
+        Assert.Equal(ScsiStatus.ReservationConflict, Run(b, Reserve6));
+        Assert.Equal(_rig.Node1, _rig.Volume.Reservations.Spc2Holder);
+    }
+
     [Fact]
     public void AHolderWhoseSessionEndedNoLongerBlocksAReserve()
     {
@@ -36,12 +55,13 @@ public sealed class VolumePathExecutorTests : IDisposable
         var b = new VolumePathExecutor(_rig.PathB, checkNexus: Check);
 
         Assert.Equal(ScsiStatus.Good, Run(a, Reserve6));
-        Assert.Empty(asked); // no reservation held by another nexus: nothing to ask
-        Assert.Equal(ScsiStatus.Good, Run(a, Reserve6));
-        Assert.Empty(asked); // the holder's own commands never ask
+        Assert.Equal([_rig.Node1], asked); // its own session, before the reservation is taken
+        asked.Clear();
+        Assert.Equal(ScsiStatus.Good, Run(a, Cdb(0x00)));
+        Assert.Empty(asked); // the holder's other commands never ask
 
         Assert.Equal(ScsiStatus.ReservationConflict, Run(b, Reserve6));
-        Assert.Equal([_rig.Node1], asked);
+        Assert.Equal([_rig.Node2, _rig.Node1], asked);
 
         loggedOut = true; // node1 logs out; the daemon's tick has not seen it yet
         Assert.Equal(ScsiStatus.Good, Run(b, Reserve6));
