@@ -50,25 +50,6 @@ public unsafe class RingBenchmarks
         public void OnTaskManagement(TmrType type, ReadOnlySpan<ushort> commandIds) { }
     }
 
-    private sealed class EventFd : IRingEventSource, IDisposable
-    {
-        public int Fd { get; } = Libc.eventfd(0, Libc.EFD_NONBLOCK | Libc.EFD_CLOEXEC);
-
-        public void Signal()
-        {
-            ulong one = 1;
-            Libc.write(Fd, &one, sizeof(ulong));
-        }
-
-        public void ConsumeEvent()
-        {
-            ulong value;
-            Libc.read(Fd, &value, sizeof(ulong));
-        }
-
-        public void Dispose() => Libc.close(Fd);
-    }
-
     [GlobalSetup]
     public void Setup()
     {
