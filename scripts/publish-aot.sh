@@ -10,11 +10,9 @@
 #     (runtime.linux-x64.Microsoft.DotNet.ILCompiler 9.0.x, served). It is built from a copy of
 #     the tree under out/aot-build/ whose Directory.Build.props wraps the real one and only
 #     changes the target framework, so the repository's obj/ directories stay net10.0's.
-#   - tsvctl stays net10.0, published trimmed, ReadyToRun, self-contained and single-file: on
-#     net9.0 NuGet resolves System.CommandLine 3.0.0's netstandard2.0 build, which is not
-#     trim-safe (IL2070 in ArgumentConverter). ReadyToRun because trimming rewrites the framework
-#     assemblies and drops their precompiled code: without it `tsvctl --help` takes 115 ms
-#     instead of 30-60 ms here.
+#   - tsvctl the same way. It uses System.CommandLine 2.0.x, whose net8.0 build is annotated for
+#     trimming and AOT (3.0.0 ships only net10.0 and netstandard2.0, and the latter, which a
+#     net9.0 build would get, is not trim-safe: IL2070 in ArgumentConverter).
 # out/aot/BUILD-INFO records which way each binary was built.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,7 +41,7 @@ if publish_aot src/tcmu-shared-volume/tcmu-shared-volume.csproj >"$log" 2>&1 &&
     info+=("tcmu-shared-volume: Native AOT, net10.0" "tsvctl: Native AOT, net10.0")
 elif grep -q "NU1101.*Microsoft.NETCore.App.Runtime.NativeAOT" "$log"; then
     echo "publish-aot: NuGet does not serve Microsoft.NETCore.App.Runtime.NativeAOT.$RID;" \
-         "daemon: Native AOT for $AOT_FALLBACK_TFM, tsvctl: trimmed single-file net10.0 (see $0)" >&2
+         "both binaries: Native AOT for $AOT_FALLBACK_TFM (see $0)" >&2
     tree=out/aot-build
     mkdir -p "$tree"
     # Sources only: bin/ and obj/ of the real tree would be net10.0's.
@@ -59,10 +57,9 @@ elif grep -q "NU1101.*Microsoft.NETCore.App.Runtime.NativeAOT" "$log"; then
 </Project>
 EOF
     publish_aot "$tree/src/tcmu-shared-volume/tcmu-shared-volume.csproj"
-    "$DOTNET" publish src/tsvctl/tsvctl.csproj -c "$CONFIGURATION" -r "$RID" --self-contained \
-        -p:PublishSingleFile=true -p:PublishTrimmed=true -p:PublishReadyToRun=true -o "$OUT"
+    publish_aot "$tree/src/tsvctl/tsvctl.csproj"
     info+=("tcmu-shared-volume: Native AOT, $AOT_FALLBACK_TFM (no net10.0 NativeAOT runtime pack on NuGet here)"
-           "tsvctl: trimmed ReadyToRun self-contained single-file, net10.0 (JIT)")
+           "tsvctl: Native AOT, $AOT_FALLBACK_TFM (same reason)")
 else
     cat "$log" >&2
     exit 1

@@ -15,11 +15,5 @@ internal sealed unsafe class EventFd : IRingEventSource, IDisposable
         Libc.write(Fd, &one, sizeof(ulong));
     }
 
-    public void ConsumeEvent()
-    {
-        ulong value;
-        Libc.read(Fd, &value, sizeof(ulong));
-    }
-
     public void Dispose() => Libc.close(Fd);
 }

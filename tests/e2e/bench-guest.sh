@@ -10,7 +10,7 @@
 . "$(dirname "$0")/lib.sh"
 
 # bench.sh passes its BENCH_* settings as VAR=value arguments (the guest gets no environment).
-for a in "$@"; do case $a in BENCH_[A-Z]*=[0-9]*) export "${a?}" ;; *) fail "unknown argument $a" ;; esac; done
+for a in "$@"; do case $a in BENCH_[A-Z]*=[0-9]*|BENCH_ONLY=*) export "${a?}" ;; *) fail "unknown argument $a" ;; esac; done
 RUNTIME=${BENCH_RUNTIME:-15}
 RAMP=${BENCH_RAMP:-3}
 PATHS=${BENCH_PATHS:-128}
@@ -182,16 +182,22 @@ bench_fileio() {
     unexport naa.5001405000000cc1; remove_backstore "$b"
 }
 
-bench_sharedvol default
-bench_runner default
-bench_fileio default
+# BENCH_ONLY (a list such as "sharedvol:default tcmu-runner:default") narrows the run to those
+# system:config pairs and skips the paths run, for quick comparisons while working on the data
+# path; the full run (no BENCH_ONLY) is what the README reports.
+want() { [ -z "${BENCH_ONLY:-}" ] || [[ " $BENCH_ONLY " == *" $1 "* ]]; }
+want sharedvol:default && bench_sharedvol default
+want tcmu-runner:default && bench_runner default
+want fileio:default && bench_fileio default
 # shellcheck disable=SC2086 # TUNED is a list of control words
-bench_sharedvol tuned $TUNED
+want sharedvol:tuned && bench_sharedvol tuned $TUNED
 # shellcheck disable=SC2086
-bench_runner tuned $TUNED
-bench_fileio default-again   # fileio has nothing tuned; a second run shows the run-to-run noise
+want tcmu-runner:tuned && bench_runner tuned $TUNED
+want fileio:default-again && bench_fileio default-again   # nothing tuned: shows the run-to-run noise
+[ -z "${BENCH_ONLY:-}" ] || PATHS=0
 
 # --- 128 paths of one volume on this daemon ------------------------------------------------------
+if [ "$PATHS" -gt 0 ]; then
 say "$PATHS paths of one volume"
 start_daemon
 rss0=$(rss_kib "$DAEMON_PID")
@@ -232,6 +238,7 @@ EOF
 for i in $(seq 1 "$PATHS"); do unexport "naa.50014050000$(printf '%05x' "$i")"; done
 for d in "$CFS"/core/user_*/p*; do remove_backstore "$d"; done
 stop_daemon
+fi
 
 say "report"
 python3 "$REPO/tests/e2e/bench-report.py" "$RES" > "$OUT/bench-body.md"

@@ -6,7 +6,8 @@
 # tcmu-runner's user:file and LIO's fileio, then 128 paths of one volume. Prints the markdown
 # table and saves it to out/bench/bench-e2e.md (raw results: out/bench/results.jsonl).
 # Under TCG every number is slow; only ratios within one run mean anything.
-#   BENCH_RUNTIME (s per fio run, default 15), BENCH_RAMP (3), BENCH_PATHS (128).
+#   BENCH_RUNTIME (s per fio run, default 15), BENCH_RAMP (3), BENCH_PATHS (128), BENCH_ONLY
+#   (system:config pairs to run, e.g. "sharedvol:default tcmu-runner:default"; skips the paths run).
 set -euo pipefail
 
 here=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)
@@ -19,7 +20,7 @@ mkdir -p "$out"
 rm -f "$out/bench-body.md" "$out/results.jsonl"
 
 args=()
-for v in BENCH_RUNTIME BENCH_RAMP BENCH_PATHS; do [[ -n ${!v:-} ]] && args+=("$v=${!v}"); done
+for v in BENCH_RUNTIME BENCH_RAMP BENCH_PATHS BENCH_ONLY; do [[ -n ${!v:-} ]] && args+=("$v=${!v}"); done
 export TSV_VM_TIMEOUT=${TSV_VM_TIMEOUT:-3000}
 start=$SECONDS
 "$repo/scripts/vm/run" tests/e2e/bench-guest.sh "${args[@]}" 2>&1 | tee "$out/bench-console.log"

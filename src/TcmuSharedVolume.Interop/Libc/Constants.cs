@@ -32,6 +32,7 @@ public static partial class Libc
     public const uint EPOLLIN = 0x001;
     public const uint EPOLLERR = 0x008;
     public const uint EPOLLHUP = 0x010;
+    public const uint EPOLLET = 0x80000000;
 
     // eventfd
     public const int EFD_CLOEXEC = 0x80000;

@@ -10,36 +10,47 @@ namespace TcmuSharedVolume.Linux.Tcmu;
 /// <summary>What runs the commands of one ring (the daemon's: CommandSet.Execute on the ring's path).</summary>
 public interface ICommandExecutor
 {
-    /// <summary>Runs on a worker thread; sets the command's status. The loop completes it afterwards.</summary>
+    /// <summary>Runs on one of the loop's threads; sets the command's status. The loop completes it afterwards.</summary>
     void Execute(ScsiCommand command);
 
-    /// <summary>A TMR notification (§9), on the loop thread: keep it short. Listed commands that
-    /// were still queued have already been completed with TASK ABORTED; running ones complete
-    /// normally. For LUN RESET, apply the logical unit's reset semantics here.</summary>
+    /// <summary>A TMR notification (§9), on the thread that found it while draining the ring: keep
+    /// it short. Listed commands that were still queued have already been completed with TASK
+    /// ABORTED; running ones complete normally. For LUN RESET, apply the logical unit's reset
+    /// semantics here.</summary>
     void TaskManagement(TmrType type, ReadOnlySpan<ushort> commandIds);
 }
 
 /// <summary>
-/// One thread waits with epoll on every ring's UIO fd (and an eventfd to wake or stop it); on
-/// readiness it consumes the event, drains the ring and queues the commands. A fixed pool of
-/// workers runs them. Fairness: each ring has its own queue; rings with work are served
-/// round-robin one command at a time, and no ring may occupy more than
-/// <see cref="MaxRunningPerRing"/> workers, so a slow volume leaves workers for the others.
-/// Kicks: a worker kicks its ring when that ring's queue is empty or no other command of it is
-/// running (and every <see cref="CompletionsPerKick"/> completions under sustained load); the
-/// loop kicks after a drain that completed anything itself. A burst of completions shares one
-/// kick, and a finished command is never held back behind a slow one for long: at most until
-/// the next completion of the same ring.
+/// Serves many rings with one pool of threads. Every thread both waits and works: an idle thread
+/// waits in epoll_wait on every ring's UIO fd (edge-triggered, with an eventfd to wake it); the
+/// thread that gets a ring's event drains the ring into the ring's queue and then runs the first
+/// command itself, so a lone command (queue depth 1) costs no hand-off between threads. When more
+/// work is queued than the threads already running can take, the thread wakes one idle thread,
+/// which does the same in turn. At most <see cref="WorkerCount"/> commands run at once and there is
+/// one thread more than that, so one thread is always left to wait for events: task management,
+/// new rings and the other rings' commands are never stuck behind running commands.
+/// Fairness: each ring has its own queue; rings with work are served round-robin one command at
+/// a time, and no ring may run more than <see cref="MaxRunningPerRing"/> commands at once, so a
+/// slow volume leaves threads for the others.
+/// Kicks: a thread kicks its ring when that ring's queue is empty or no other command of it is
+/// running (and every <see cref="CompletionsPerKick"/> completions under sustained load); a drain
+/// that completed anything itself kicks too. A burst of completions shares one kick, and a
+/// finished command is never held back behind a slow one for long: at most
+/// <see cref="KickDelayMilliseconds"/>, after which a waiting thread kicks.
+/// Edge-triggered epoll needs no read of the UIO fd: every command or TMR the kernel queues
+/// notifies the fd (uio_event_notify), which is one edge, and a drain always empties the ring.
 /// </summary>
 public sealed unsafe class RingEventLoop : IDisposable
 {
     public const int CompletionsPerKick = 32;
 
-    /// <summary>Longest a completion waits for a kick when its worker left the kick to a later
+    /// <summary>Longest a completion waits for a kick when its thread left the kick to a later
     /// completion of the same ring (milliseconds, the epoll_wait granularity).</summary>
     public const int KickDelayMilliseconds = 1;
     private const ulong WakeToken = 0;
     private const int MaxEvents = 64;
+
+    [ThreadStatic] private static RingEventLoop? t_servedBy;
 
     private sealed class RingContext(RingEventLoop loop, TcmuRing ring, IRingEventSource source, ICommandExecutor executor, ulong token)
         : IRingConsumer
@@ -72,22 +83,25 @@ public sealed unsafe class RingEventLoop : IDisposable
     private readonly Dictionary<ulong, RingContext> _byToken = new();
     private readonly Dictionary<TcmuRing, RingContext> _byRing = new(ReferenceEqualityComparer.Instance);
     private readonly ConcurrentQueue<RingContext> _serviceRequests = new();
-    private readonly object _sched = new();
+    private readonly Lock _sched = new();
     private readonly Queue<RingContext> _runQueue = new();
-    private readonly Thread _loopThread;
-    private readonly Thread[] _workers;
+    private readonly Thread[] _threads;
     private ulong _nextToken;
+    private int _executing;         // commands running now; under _sched
     private volatile bool _stopping;
-    private bool _workersExit;
+    private volatile bool _threadsExit;
     private int _stopped;
-    private int _deferredKicks;     // 1: some worker left completions unkicked
-    private int _loopWaitsForever;  // 1: the loop is (about to be) in epoll_wait without timeout
+    private int _servicing;         // threads inside Service (drains), for Stop
+    private int _wakePending;       // 1: a wake was written to the eventfd and not taken yet
+    private long _kickDeadline;     // Stopwatch timestamp by which deferred kicks are due; 0 = none
+    private int _foreverWaiters;    // threads in (or entering) epoll_wait without a timeout
     private bool _disposed;
 
-    /// <param name="workerCount">Threads that execute commands; default 2 × processors.</param>
-    /// <param name="maxRunningPerRing">Most workers one ring may hold at once; default workers − 1 (at least 1).</param>
+    /// <param name="workerCount">Commands that may run at once; default 2 × processors. The loop has
+    /// one thread more.</param>
+    /// <param name="maxRunningPerRing">Most commands one ring may run at once; default workers − 1 (at least 1).</param>
     /// <param name="ringLost">Called once per ring that stops being served (device gone, ring failed,
-    /// kick failed), on the loop or a worker thread. Call <see cref="Remove"/> afterwards, from
+    /// kick failed), on one of the loop's threads. Call <see cref="Remove"/> afterwards, from
     /// another thread, before unmapping.</param>
     public RingEventLoop(int workerCount = 0, int maxRunningPerRing = 0, Action<TcmuRing, string>? ringLost = null)
     {
@@ -104,7 +118,8 @@ public sealed unsafe class RingEventLoop : IDisposable
             Libc.close(_epoll);
             throw e;
         }
-        var ev = new EpollEvent { Events = Libc.EPOLLIN, Data = WakeToken };
+        // Edge-triggered: one write wakes one waiting thread, and the counter never needs reading.
+        var ev = new EpollEvent { Events = Libc.EPOLLIN | Libc.EPOLLET, Data = WakeToken };
         if (Libc.epoll_ctl(_epoll, Libc.EPOLL_CTL_ADD, _wake, &ev) < 0)
         {
             var e = Errno("epoll_ctl(ADD eventfd)");
@@ -113,12 +128,10 @@ public sealed unsafe class RingEventLoop : IDisposable
             throw e;
         }
 
-        _loopThread = new Thread(Run) { IsBackground = true, Name = "tcmu-ring-loop" };
-        _workers = new Thread[WorkerCount];
-        for (int i = 0; i < _workers.Length; i++)
-            _workers[i] = new Thread(Work) { IsBackground = true, Name = $"tcmu-worker-{i}" };
-        _loopThread.Start();
-        foreach (var w in _workers) w.Start();
+        _threads = new Thread[WorkerCount + 1];
+        for (int i = 0; i < _threads.Length; i++)
+            _threads[i] = new Thread(Work) { IsBackground = true, Name = $"tcmu-ring-{i}" };
+        foreach (var t in _threads) t.Start();
     }
 
     public int WorkerCount { get; }
@@ -130,8 +143,8 @@ public sealed unsafe class RingEventLoop : IDisposable
     }
 
     /// <summary>Starts serving <paramref name="ring"/>: its <paramref name="source"/> fd joins the
-    /// epoll set and the ring is drained once at once (a fresh UIO fd is not readable for work
-    /// queued before it was opened).</summary>
+    /// epoll set and the ring is drained once at once (work queued before the fd joined raised
+    /// its edge before anyone was listening).</summary>
     public void Add(TcmuRing ring, IRingEventSource source, ICommandExecutor executor)
     {
         ArgumentNullException.ThrowIfNull(ring);
@@ -146,7 +159,7 @@ public sealed unsafe class RingEventLoop : IDisposable
             _byRing.Add(ring, ctx);
             _byToken.Add(ctx.Token, ctx);
         }
-        var ev = new EpollEvent { Events = Libc.EPOLLIN, Data = ctx.Token };
+        var ev = new EpollEvent { Events = Libc.EPOLLIN | Libc.EPOLLET, Data = ctx.Token };
         if (Libc.epoll_ctl(_epoll, Libc.EPOLL_CTL_ADD, source.Fd, &ev) < 0)
         {
             var e = Errno($"epoll_ctl(ADD {ring.Name})");
@@ -165,7 +178,7 @@ public sealed unsafe class RingEventLoop : IDisposable
     /// Stops serving <paramref name="ring"/>: no more drains, queued commands are completed with
     /// BUSY (the initiator retries elsewhere or later), running ones finish. Returns false if they
     /// did not finish within <paramref name="timeout"/>; then the mapping must not be unmapped.
-    /// Not from the loop thread (it would stall every ring).
+    /// Not from one of the loop's threads (it would hold a thread the ring's commands may need).
     /// </summary>
     public bool Remove(TcmuRing ring, TimeSpan timeout)
     {
@@ -224,30 +237,27 @@ public sealed unsafe class RingEventLoop : IDisposable
     /// </summary>
     public bool Stop(TimeSpan timeout)
     {
-        if (Thread.CurrentThread == _loopThread) throw new InvalidOperationException("Stop cannot run on the loop thread");
+        if (t_servedBy == this) throw new InvalidOperationException("Stop cannot run on one of the loop's threads");
         if (Interlocked.Exchange(ref _stopped, 1) != 0) return true;
         var deadline = DateTime.UtcNow + timeout;
         _stopping = true;
-        Wake();
-        _loopThread.Join();
+        // A drain already under way still hands its commands to the queues: let it finish first.
+        while (Volatile.Read(ref _servicing) != 0 && DateTime.UtcNow < deadline) Thread.Sleep(1);
 
         RingContext[] all;
         lock (_registry) all = _byRing.Values.ToArray();
-        bool idle = true;
+        bool idle = Volatile.Read(ref _servicing) == 0;
         foreach (var ctx in all)
             idle &= WaitIdle(ctx, deadline);
         foreach (var ctx in all)
             FlushQuietly(ctx);
 
-        lock (_sched)
-        {
-            _workersExit = true;
-            Monitor.PulseAll(_sched);
-        }
-        foreach (var w in _workers)
+        _threadsExit = true;
+        Wake(); // each thread passes the wake on as it leaves
+        foreach (var t in _threads)
         {
             var left = deadline - DateTime.UtcNow;
-            if (!w.Join(left > TimeSpan.Zero ? left : TimeSpan.FromMilliseconds(100)))
+            if (!t.Join(left > TimeSpan.Zero ? left : TimeSpan.FromMilliseconds(100)))
                 idle = false; // stuck in an executor; it is a background thread and dies with the process
         }
         if (!idle) Log.Warning("ring event loop stopped with commands still running or queued");
@@ -263,66 +273,86 @@ public sealed unsafe class RingEventLoop : IDisposable
         Libc.close(_epoll);
     }
 
-    private void Run()
+    /// <summary>Every thread: run queued commands while there are any it may take, else wait for events.</summary>
+    private void Work()
     {
+        t_servedBy = this;
         var events = stackalloc EpollEvent[MaxEvents];
-        long kickDeadline = 0; // Stopwatch timestamp; 0 = no deferred kick pending
-        while (!_stopping)
+        while (true)
         {
-            int timeout = -1;
-            if (kickDeadline == 0)
+            if (TryTake(out var ctx, out var command))
             {
-                // Publish "waiting forever" before re-checking the flag (full fences on both sides),
-                // so a worker deferring right now either sees this and wakes the loop or is seen here.
-                Interlocked.Exchange(ref _loopWaitsForever, 1);
-                if (Volatile.Read(ref _deferredKicks) != 0)
-                    kickDeadline = Stopwatch.GetTimestamp() + KickDelayMilliseconds * Stopwatch.Frequency / 1000;
+                Execute(ctx, command);
+                continue;
             }
-            if (kickDeadline != 0)
+            if (_threadsExit)
             {
-                Interlocked.Exchange(ref _loopWaitsForever, 0);
-                long left = kickDeadline - Stopwatch.GetTimestamp();
-                timeout = left <= 0 ? 0 : (int)Math.Max(1, left * 1000 / Stopwatch.Frequency);
-            }
-            int n = Libc.epoll_wait(_epoll, events, MaxEvents, timeout);
-            Interlocked.Exchange(ref _loopWaitsForever, 0);
-            if (kickDeadline != 0 && Stopwatch.GetTimestamp() >= kickDeadline)
-            {
-                kickDeadline = 0;
-                Interlocked.Exchange(ref _deferredKicks, 0);
-                FlushAll();
-            }
-            if (n < 0)
-            {
-                int errno = Marshal.GetLastPInvokeError();
-                if (errno == Libc.EINTR) continue;
-                Log.Error($"epoll_wait: {Libc.ErrorMessage(errno)}; ring event loop ends");
+                Interlocked.Exchange(ref _wakePending, 0);
+                Wake(); // the next thread leaves too
                 return;
             }
-            for (int i = 0; i < n && !_stopping; i++)
-            {
-                ulong token = events[i].Data;
-                uint revents = events[i].Events;
-                if (token == WakeToken)
-                {
-                    ulong value;
-                    Libc.read(_wake, &value, sizeof(ulong));
-                    continue;
-                }
-                RingContext? ctx;
-                lock (_registry) _byToken.TryGetValue(token, out ctx);
-                if (ctx == null) continue;
-                if ((revents & ~Libc.EPOLLIN) != 0)
-                {
-                    // uio_poll reports everything, POLLERR/POLLHUP included, once the device is unregistered (§2.4).
-                    Lose(ctx, $"device gone (epoll events 0x{revents:x})");
-                    continue;
-                }
-                Service(ctx);
-            }
-            while (!_stopping && _serviceRequests.TryDequeue(out var requested))
-                Service(requested);
+            if (!Poll(events)) return;
         }
+    }
+
+    /// <summary>One epoll_wait and what it brought. Returns false if the loop cannot go on.</summary>
+    private bool Poll(EpollEvent* events)
+    {
+        int timeout = -1;
+        bool forever = false;
+        // Count ourselves as waiting forever before reading the deadline (full fences on both
+        // sides), so a thread deferring a kick right now either sees us and wakes us or is seen here.
+        Interlocked.Increment(ref _foreverWaiters);
+        long deadline = Volatile.Read(ref _kickDeadline);
+        if (deadline == 0)
+        {
+            forever = true;
+        }
+        else
+        {
+            Interlocked.Decrement(ref _foreverWaiters);
+            long left = deadline - Stopwatch.GetTimestamp();
+            timeout = left <= 0 ? 0 : (int)Math.Max(1, left * 1000 / Stopwatch.Frequency);
+        }
+        int n = Libc.epoll_wait(_epoll, events, MaxEvents, timeout);
+        int errno = n < 0 ? Marshal.GetLastPInvokeError() : 0;
+        if (forever) Interlocked.Decrement(ref _foreverWaiters);
+
+        deadline = Volatile.Read(ref _kickDeadline);
+        if (deadline != 0 && Stopwatch.GetTimestamp() >= deadline
+            && Interlocked.CompareExchange(ref _kickDeadline, 0, deadline) == deadline)
+            FlushAll();
+
+        if (n < 0)
+        {
+            if (errno == Libc.EINTR) return true;
+            Log.Error($"epoll_wait: {Libc.ErrorMessage(errno)}; ring event loop thread ends");
+            return false;
+        }
+        for (int i = 0; i < n; i++)
+        {
+            ulong token = events[i].Data;
+            uint revents = events[i].Events;
+            if (token == WakeToken)
+            {
+                Interlocked.Exchange(ref _wakePending, 0);
+                continue;
+            }
+            if (_stopping) continue;
+            RingContext? ctx;
+            lock (_registry) _byToken.TryGetValue(token, out ctx);
+            if (ctx == null) continue;
+            if ((revents & ~Libc.EPOLLIN) != 0)
+            {
+                // uio_poll reports everything, POLLERR/POLLHUP included, once the device is unregistered (§2.4).
+                Lose(ctx, $"device gone (epoll events 0x{revents:x})");
+                continue;
+            }
+            Service(ctx);
+        }
+        while (!_stopping && _serviceRequests.TryDequeue(out var requested))
+            Service(requested);
+        return true;
     }
 
     private void FlushAll()
@@ -346,37 +376,43 @@ public sealed unsafe class RingEventLoop : IDisposable
         }
     }
 
+    /// <summary>Drains the ring into its queue. Two threads may get events of one ring at once
+    /// (the kernel queued more while the first was draining): the second waits and drains what is new.</summary>
     private void Service(RingContext ctx)
     {
         string? lost = null;
-        lock (ctx)
+        Interlocked.Increment(ref _servicing);
+        try
         {
-            if (ctx.Detached) return;
-            try
+            lock (ctx)
             {
-                // Consume the event before draining: work queued after the drain raises a new one.
-                ctx.Source.ConsumeEvent();
-                ctx.Ring.Drain(ctx);
-            }
-            catch (Exception e)
-            {
-                lost = $"{e.GetType().Name}: {e.Message}";
-            }
-
-            if (ctx.PendingCount > 0)
-            {
-                int added = ctx.PendingCount;
-                lock (_sched)
+                if (ctx.Detached) return;
+                try
                 {
-                    for (int i = 0; i < added; i++)
-                        ctx.Queue.Enqueue(ctx.Pending[i]);
-                    Schedule(ctx);
-                    for (int i = 0; i < Math.Min(added, WorkerCount); i++)
-                        Monitor.Pulse(_sched);
+                    ctx.Ring.Drain(ctx);
                 }
-                Array.Clear(ctx.Pending, 0, added);
-                ctx.PendingCount = 0;
+                catch (Exception e)
+                {
+                    lost = $"{e.GetType().Name}: {e.Message}";
+                }
+
+                if (ctx.PendingCount > 0)
+                {
+                    int added = ctx.PendingCount;
+                    lock (_sched)
+                    {
+                        for (int i = 0; i < added; i++)
+                            ctx.Queue.Enqueue(ctx.Pending[i]);
+                        Schedule(ctx);
+                    }
+                    Array.Clear(ctx.Pending, 0, added);
+                    ctx.PendingCount = 0;
+                }
             }
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _servicing);
         }
 
         if (lost == null)
@@ -431,69 +467,76 @@ public sealed unsafe class RingEventLoop : IDisposable
         }
     }
 
-    private void Work()
+    /// <summary>The next command in round-robin order, if a run slot is free. Wakes another thread
+    /// when more could run than the threads already running will take.</summary>
+    private bool TryTake(out RingContext ctx, out ScsiCommand command)
     {
-        while (true)
+        bool more;
+        lock (_sched)
         {
-            RingContext ctx;
-            ScsiCommand command;
-            lock (_sched)
+            while (true)
             {
-                while (true)
+                if (_runQueue.Count == 0 || _executing >= WorkerCount)
                 {
-                    if (_workersExit) return;
-                    if (_runQueue.Count == 0)
-                    {
-                        Monitor.Wait(_sched);
-                        continue;
-                    }
-                    ctx = _runQueue.Dequeue();
-                    ctx.Scheduled = false;
-                    if (ctx.Queue.Count == 0 || ctx.Running >= MaxRunningPerRing) continue;
-                    command = ctx.Queue.Dequeue();
-                    ctx.Running++;
-                    // Back to the end of the line: the next command of this ring waits for the other rings' turn.
-                    if (Schedule(ctx)) Monitor.Pulse(_sched);
-                    break;
+                    ctx = null!;
+                    command = null!;
+                    return false;
                 }
+                ctx = _runQueue.Dequeue();
+                ctx.Scheduled = false;
+                if (ctx.Queue.Count == 0 || ctx.Running >= MaxRunningPerRing) continue;
+                command = ctx.Queue.Dequeue();
+                ctx.Running++;
+                _executing++;
+                // Back to the end of the line: the next command of this ring waits for the other rings' turn.
+                Schedule(ctx);
+                more = _runQueue.Count > 0 && _executing < WorkerCount;
+                break;
             }
+        }
+        if (more) Wake();
+        return true;
+    }
 
+    private void Execute(RingContext ctx, ScsiCommand command)
+    {
+        try
+        {
+            ctx.Executor.Execute(command);
+        }
+        catch (Exception e)
+        {
+            Log.Error($"{ctx.Ring.Name}: command {command.OperationCode:X2}h failed: {e}");
+            command.CheckCondition(SenseCode.InternalTargetFailure);
+        }
+        ctx.Ring.Complete(command); // the command is back in the pool: do not touch it again
+
+        bool kick;
+        lock (_sched)
+        {
+            ctx.Running--;
+            _executing--;
+            Schedule(ctx);
+            kick = ctx.Queue.Count == 0 || ++ctx.SinceKick >= CompletionsPerKick;
+            if (kick) ctx.SinceKick = 0;
+        }
+        if (!kick)
+        {
+            // More of this ring is queued, so a later completion will usually carry this one
+            // along. If that later command is slow, a waiting thread kicks after KickDelay anyway.
+            long due = Stopwatch.GetTimestamp() + KickDelayMilliseconds * Stopwatch.Frequency / 1000;
+            if (Interlocked.CompareExchange(ref _kickDeadline, due, 0) == 0 && Volatile.Read(ref _foreverWaiters) != 0)
+                Wake();
+        }
+        else
+        {
             try
             {
-                ctx.Executor.Execute(command);
+                ctx.Ring.Flush();
             }
             catch (Exception e)
             {
-                Log.Error($"{ctx.Ring.Name}: command {command.OperationCode:X2}h failed: {e}");
-                command.CheckCondition(SenseCode.InternalTargetFailure);
-            }
-            ctx.Ring.Complete(command); // the command is back in the pool: do not touch it again
-
-            bool kick;
-            lock (_sched)
-            {
-                ctx.Running--;
-                if (Schedule(ctx)) Monitor.Pulse(_sched);
-                kick = ctx.Queue.Count == 0 || ++ctx.SinceKick >= CompletionsPerKick;
-                if (kick) ctx.SinceKick = 0;
-            }
-            if (!kick)
-            {
-                // More of this ring is queued, so a later completion will usually carry this one
-                // along. If that later command is slow, the loop kicks after KickDelay anyway.
-                if (Interlocked.Exchange(ref _deferredKicks, 1) == 0 && Volatile.Read(ref _loopWaitsForever) != 0)
-                    Wake();
-            }
-            else
-            {
-                try
-                {
-                    ctx.Ring.Flush();
-                }
-                catch (Exception e)
-                {
-                    Lose(ctx, $"kick failed: {e.Message}");
-                }
+                Lose(ctx, $"kick failed: {e.Message}");
             }
         }
     }
@@ -549,8 +592,7 @@ public sealed unsafe class RingEventLoop : IDisposable
 
     private bool WaitIdle(RingContext ctx, DateTime deadline)
     {
-        // Polls instead of waiting on _sched, so that a Pulse meant for a worker is never taken
-        // by a waiter here. Stop and Remove are rare.
+        // Polls: Stop and Remove are rare, and the loop's threads never wait for them.
         while (true)
         {
             lock (_sched)
@@ -574,8 +616,10 @@ public sealed unsafe class RingEventLoop : IDisposable
         }
     }
 
+    /// <summary>Wakes one waiting thread; a wake not yet taken is not repeated.</summary>
     private void Wake()
     {
+        if (Interlocked.Exchange(ref _wakePending, 1) != 0) return;
         ulong one = 1;
         Libc.write(_wake, &one, sizeof(ulong));
     }

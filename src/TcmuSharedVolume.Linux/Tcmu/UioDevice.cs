@@ -7,19 +7,17 @@ namespace TcmuSharedVolume.Linux.Tcmu;
 /// <summary>What <c>/sys/class/uio/uioN</c> says about one UIO device.</summary>
 public readonly record struct UioDeviceInfo(int Minor, string Name, long MapSize);
 
-/// <summary>A file descriptor the event loop can wait on, plus how to consume the event it signals.</summary>
+/// <summary>A file descriptor that signals new ring entries: each notification is an edge for
+/// epoll (EPOLLET), so the event loop never has to read it; POLLERR/POLLHUP mean the device is gone.</summary>
 public interface IRingEventSource
 {
     int Fd { get; }
-
-    /// <summary>Consumes the pending event without blocking. Throws when the device is gone.</summary>
-    void ConsumeEvent();
 }
 
 /// <summary>
 /// One TCMU UIO device: <c>/dev/uioN</c> opened O_RDWR|O_NONBLOCK|O_CLOEXEC and its single map
-/// mmapped whole (tcmu-abi.md §2). Reads consume events, 4-byte writes make the kernel reap
-/// completions. Every failure is an exception carrying errno's text; nothing here ends the process.
+/// mmapped whole (tcmu-abi.md §2). The event loop waits on it edge-triggered; 4-byte writes make
+/// the kernel reap completions. Every failure is an exception carrying errno's text; nothing here ends the process.
 /// </summary>
 public sealed unsafe class UioDevice : IRingNotifier, IRingEventSource, IDisposable
 {
@@ -116,23 +114,6 @@ public sealed unsafe class UioDevice : IRingNotifier, IRingEventSource, IDisposa
             throw new IOException($"mmap {path} ({info.MapSize} bytes): {Libc.ErrorMessage(errno)} (errno {errno})");
         }
         return new UioDevice(info, fd, (byte*)map);
-    }
-
-    /// <summary>Non-blocking 4-byte read. EAGAIN means nothing pending; EIO means the device was
-    /// unregistered (§2.4) and is thrown.</summary>
-    public void ConsumeEvent()
-    {
-        int count;
-        while (true)
-        {
-            nint n = Libc.read(CheckedFd(), &count, sizeof(int));
-            if (n == sizeof(int)) return;
-            if (n >= 0) throw new IOException($"read uio{Minor}: short read of {n} bytes");
-            int errno = Marshal.GetLastPInvokeError();
-            if (errno == Libc.EINTR) continue;
-            if (errno == Libc.EAGAIN) return;
-            throw new IOException($"read uio{Minor}: {Libc.ErrorMessage(errno)} (errno {errno})");
-        }
     }
 
     /// <summary>4-byte write: the kernel reaps completions up to cmd_tail synchronously.</summary>

@@ -24,12 +24,6 @@ internal sealed unsafe class EventFdSource : IRingEventSource, IDisposable
         Libc.write(Fd, &one, sizeof(ulong));
     }
 
-    public void ConsumeEvent()
-    {
-        ulong value;
-        Libc.read(Fd, &value, sizeof(ulong));
-    }
-
     public void Dispose()
     {
         if (Fd >= 0) Libc.close(Fd);

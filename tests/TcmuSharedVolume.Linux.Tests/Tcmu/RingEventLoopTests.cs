@@ -115,6 +115,60 @@ public class RingEventLoopTests
     }
 
     [Fact]
+    public void NeverRunsMoreThanWorkerCountCommands_AndTaskManagementStillGetsThrough()
+    {
+        // Three rings, every command held: only WorkerCount run, the rest wait in their queues;
+        // the loop's spare thread still drains a TMR and aborts a queued command at once.
+        var devices = new[] { new SimulatedDevice("r0"), new SimulatedDevice("r1"), new SimulatedDevice("r2") };
+        using var gate = new ManualResetEventSlim(false);
+        using var loop = new RingEventLoop(workerCount: 2, maxRunningPerRing: 2);
+        int running = 0, peak = 0;
+        var executor = new PatternExecutor
+        {
+            BeforeExecute = _ =>
+            {
+                int now = Interlocked.Increment(ref running);
+                int seen;
+                while ((seen = Volatile.Read(ref peak)) < now && Interlocked.CompareExchange(ref peak, now, seen) != seen) { }
+                gate.Wait();
+                Interlocked.Decrement(ref running);
+            },
+        };
+        try
+        {
+            var work = new List<(SimulatedDevice D, List<(RingSimulator.Submitted S, uint Lba, bool Read)> W)>();
+            foreach (var d in devices)
+            {
+                loop.Add(d.Ring, d.Source, executor);
+                work.Add((d, SubmitMix(d, 4, (uint)work.Count * 100)));
+            }
+            Assert.True(Wait.Until(() => Volatile.Read(ref running) == 2));
+            Thread.Sleep(100); // room for a third to start, if the loop let it
+            Assert.Equal(2, Volatile.Read(ref peak));
+
+            var victim = work[2].W[3].S;
+            Assert.True(devices[2].Sim.TrySubmitTmr((byte)TmrType.AbortTask, [victim.CmdId]));
+            Assert.True(devices[2].Sim.WaitForCompletions(1, Long));
+            Assert.Equal((byte)ScsiStatus.TaskAborted, devices[2].Sim.ForTicket(victim.Ticket)!.Status);
+
+            gate.Set();
+            foreach (var (d, w) in work)
+            {
+                bool isR2 = ReferenceEquals(d, devices[2]);
+                Assert.True(d.Sim.WaitForCompletions(4, Long));
+                AssertAnswered(d, isR2 ? w.Take(3) : w);
+            }
+            Assert.Equal(2, Volatile.Read(ref peak));
+            Assert.True(loop.Stop(Long));
+        }
+        finally
+        {
+            gate.Set();
+            foreach (var d in devices) d.Dispose();
+        }
+    }
+
+    [Fact]
     public void AbortTaskCompletesAQueuedCommandAtOnce_AndTellsTheExecutor()
     {
         using var device = new SimulatedDevice("abort");
@@ -249,7 +303,6 @@ public class RingEventLoopTests
     private sealed class PipeSource(int fd) : IRingEventSource
     {
         public int Fd => fd;
-        public void ConsumeEvent() { }
     }
 
     [Fact]

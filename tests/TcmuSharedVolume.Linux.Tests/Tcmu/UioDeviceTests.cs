@@ -72,7 +72,6 @@ public sealed unsafe class UioDeviceTests : IDisposable
         Assert.Equal(0xFF, device.Base[MapSize - 1] | 0xFF); // last byte of the map is addressable
         using var ring = new TcmuRing(device.Base, device.Length, device, device.Name);
         Assert.Equal(0x10000u - 128, ring.RingSize);
-        device.ConsumeEvent();
         device.Kick();
         device.Dispose();
         Assert.Throws<ObjectDisposedException>(() => device.Kick());
