@@ -10,7 +10,14 @@
 . "$(dirname "$0")/lib.sh"
 
 # bench.sh passes its BENCH_* settings as VAR=value arguments (the guest gets no environment).
-for a in "$@"; do case $a in BENCH_[A-Z]*=[0-9]*|BENCH_ONLY=*) export "${a?}" ;; *) fail "unknown argument $a" ;; esac; done
+for a in "$@"; do case $a in BENCH_[A-Z]*=[0-9]*|BENCH_ONLY=*|BENCH_DAEMON=*) export "${a?}" ;; *) fail "unknown argument $a" ;; esac; done
+# BENCH_DAEMON=aot measures the Native AOT daemon the packages install (out/aot); default out/bin.
+case ${BENCH_DAEMON:-bin} in
+    aot) DAEMON_BIN=$REPO/out/aot/tcmu-shared-volume ;;
+    bin) DAEMON_BIN=$REPO/out/bin/tcmu-shared-volume ;;
+    *) fail "BENCH_DAEMON must be aot or bin" ;;
+esac
+[ -x "$DAEMON_BIN" ] || fail "no $DAEMON_BIN: build it first (make publish / make publish-aot)"
 RUNTIME=${BENCH_RUNTIME:-15}
 RAMP=${BENCH_RAMP:-3}
 PATHS=${BENCH_PATHS:-128}
@@ -35,7 +42,7 @@ python3 - "$RES" <<EOF
 import json, platform, sys
 open(sys.argv[1], "a").write(json.dumps({"kind": "env", "kernel": platform.release(), "cpus": $(nproc),
   "mem_mib": $(awk '/MemTotal/{print int($2/1024)}' /proc/meminfo), "fio": "$(fio --version)",
-  "runtime": $RUNTIME, "ramp": $RAMP, "tuned": "$TUNED",
+  "runtime": $RUNTIME, "ramp": $RAMP, "tuned": "$TUNED", "daemon": "${BENCH_DAEMON:-bin}",
   "runner": "$(dpkg-query -W -f='${Version}' tcmu-runner)"}) + "\n")
 EOF
 

@@ -7,7 +7,8 @@
 # table and saves it to out/bench/bench-e2e.md (raw results: out/bench/results.jsonl).
 # Under TCG every number is slow; only ratios within one run mean anything.
 #   BENCH_RUNTIME (s per fio run, default 15), BENCH_RAMP (3), BENCH_PATHS (128), BENCH_ONLY
-#   (system:config pairs to run, e.g. "sharedvol:default tcmu-runner:default"; skips the paths run).
+#   (system:config pairs to run, e.g. "sharedvol:default tcmu-runner:default"; skips the paths run),
+#   BENCH_DAEMON (aot: the Native AOT daemon of out/aot, which the packages ship; default bin).
 set -euo pipefail
 
 here=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)
@@ -20,7 +21,7 @@ mkdir -p "$out"
 rm -f "$out/bench-body.md" "$out/results.jsonl"
 
 args=()
-for v in BENCH_RUNTIME BENCH_RAMP BENCH_PATHS BENCH_ONLY; do [[ -n ${!v:-} ]] && args+=("$v=${!v}"); done
+for v in BENCH_RUNTIME BENCH_RAMP BENCH_PATHS BENCH_ONLY BENCH_DAEMON; do [[ -n ${!v:-} ]] && args+=("$v=${!v}"); done
 export TSV_VM_TIMEOUT=${TSV_VM_TIMEOUT:-3000}
 start=$SECONDS
 "$repo/scripts/vm/run" tests/e2e/bench-guest.sh "${args[@]}" 2>&1 | tee "$out/bench-console.log"
@@ -33,7 +34,7 @@ rc=${PIPESTATUS[0]}
   echo
   echo "QEMU TCG (software emulation, \`-cpu max\`), -smp ${TSV_VM_CPUS:-2}, ${TSV_VM_MEMORY:-3072} MiB;" \
        "host $(nproc) cores shared with other work, so only ratios within this run mean anything." \
-       "Run took $((SECONDS - start)) s. Daemon: out/bin (ReadyToRun, JIT)."
+       "Run took $((SECONDS - start)) s. Daemon: $([[ ${BENCH_DAEMON:-bin} == aot ]] && echo "out/aot (Native AOT, as packaged)" || echo "out/bin (ReadyToRun, JIT)")."
   echo
   cat "$out/bench-body.md"
 } >"$out/bench-e2e.md"

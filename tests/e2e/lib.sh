@@ -27,7 +27,7 @@ load_modules() {
 start_daemon() {
     local t0; t0=$(date +%s%N)
     mkdir -p "$STATE_DIR"
-    "$REPO/out/bin/tcmu-shared-volume" >/tmp/daemon.log 2>&1 &
+    "${DAEMON_BIN:-$REPO/out/bin/tcmu-shared-volume}" >/tmp/daemon.log 2>&1 &
     DAEMON_PID=$!
     for _ in $(seq 1 300); do  # 60 s: the JIT is slow under TCG
         grep -q "ready:" /tmp/daemon.log 2>/dev/null && { echo "daemon ready after $(( ($(date +%s%N) - t0) / 1000000 )) ms"; return 0; }

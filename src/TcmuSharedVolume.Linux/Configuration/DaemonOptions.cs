@@ -20,7 +20,7 @@ public sealed record DaemonOptions
 
     public LogLevel LogLevel { get; init; } = LogLevel.Info;
 
-    /// <summary>I/O worker threads; 0 = one per CPU.</summary>
+    /// <summary>Commands that may run at once (the ring loop has one thread more); 0 = two per CPU.</summary>
     public int WorkerThreads { get; init; }
 
     /// <summary>Logical block size of a volume whose config string does not say otherwise.</summary>
