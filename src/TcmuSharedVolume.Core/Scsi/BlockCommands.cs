@@ -165,6 +165,42 @@ public static class BlockCommands
         else command.CheckCondition(write ? SenseCode.WriteError : SenseCode.UnrecoveredReadError);
     }
 
+    private delegate void MediumChange<TState>(IBackingStore store, ScsiCommand command, scoped ref TState state)
+        where TState : allows ref struct;
+
+    /// <summary>
+    /// Runs a change of the medium (WRITE, WRITE SAME, UNMAP…) under the volume's write ordering
+    /// read lock, which COMPARE AND WRITE takes for writing so that no write lands between its
+    /// read and its write (SBC-3 5.2). A failing store gives the command its sense; returns false then.
+    /// </summary>
+    private static bool ChangeMedium<TState>(Volume v, ScsiCommand command, scoped ref TState state, MediumChange<TState> change)
+        where TState : allows ref struct
+    {
+        var ordering = v.WriteOrdering;
+        ordering.EnterReadLock();
+        try
+        {
+            change(v.Store, command, ref state);
+            return true;
+        }
+        catch (BackingStoreException e)
+        {
+            Failed(v, command, e, write: true);
+            return false;
+        }
+        finally
+        {
+            ordering.ExitReadLock();
+        }
+    }
+
+    private record struct DataOut(long Length, long DeviceOffset, bool Fua);
+
+    /// <summary>Data-Out [0, Length) to the medium at DeviceOffset.</summary>
+    private static bool WriteDataOut(Volume v, ScsiCommand command, DataOut range) =>
+        ChangeMedium(v, command, ref range,
+            static (IBackingStore store, ScsiCommand c, scoped ref DataOut r) => WriteFrom(store, c.Data, 0, r.Length, r.DeviceOffset, r.Fua));
+
     // ---- data movement ----
 
     /// <summary>Reads [deviceOffset, +length) of the store into the buffer at bufferOffset.</summary>
@@ -243,22 +279,7 @@ public static class BlockCommands
         long n = Math.Min((long)blocks * bs, command.Data.Length / bs * bs);
         // FUA (bit 3): this write through; WCE=0: every write through (SBC-3 4.15).
         bool fua = (flags & 0x08) != 0 || !v.WriteCacheEnabled;
-        var ordering = v.WriteOrdering;
-        ordering.EnterReadLock();
-        try
-        {
-            WriteFrom(v.Store, command.Data, 0, n, (long)lba * bs, fua);
-        }
-        catch (BackingStoreException e)
-        {
-            Failed(v, command, e, write: true);
-            return;
-        }
-        finally
-        {
-            ordering.ExitReadLock();
-        }
-        command.Good();
+        if (WriteDataOut(v, command, new DataOut(n, (long)lba * bs, fua))) command.Good();
     }
 
     // ---- VERIFY (SBC-3 5.27-5.29) ----
@@ -352,22 +373,8 @@ public static class BlockCommands
             || !WithinTransferLimit(v, command, blocks, lengthField)) return;
         int bs = v.BlockSize;
         long n = Math.Min((long)blocks * bs, command.Data.Length / bs * bs);
-        var ordering = v.WriteOrdering;
-        ordering.EnterReadLock();
-        try
-        {
-            // Verification is against the medium, so the data is written through.
-            WriteFrom(v.Store, command.Data, 0, n, (long)lba * bs, fua: true);
-        }
-        catch (BackingStoreException e)
-        {
-            Failed(v, command, e, write: true);
-            return;
-        }
-        finally
-        {
-            ordering.ExitReadLock();
-        }
+        // Verification is against the medium, so the data is written through.
+        if (!WriteDataOut(v, command, new DataOut(n, (long)lba * bs, Fua: true))) return;
         if ((flags & 0x02) != 0) // BYTCHK: read back and compare
             CompareWithMedium(v, command, (long)lba * bs, n, repeatFirstBlock: false);
         else
@@ -419,35 +426,29 @@ public static class BlockCommands
             return;
         }
 
-        var store = v.Store;
-        long offset = (long)lba * bs, length = (long)blocks * bs;
-        bool writeThrough = !v.WriteCacheEnabled;
-        var ordering = v.WriteOrdering;
-        ordering.EnterReadLock();
-        try
-        {
-            if (!pattern.ContainsAnyExcept((byte)0))
+        var same = new WriteSameArgs(pattern, (long)lba * bs, (long)blocks * bs, unmap, writeThrough: !v.WriteCacheEnabled);
+        if (ChangeMedium(v, command, ref same, static (IBackingStore store, ScsiCommand _, scoped ref WriteSameArgs a) =>
             {
-                // UNMAP=1 with zeroes: deallocate where that reads back as the zeroes written.
-                if (unmap && store.SupportsUnmap && store.UnmapReadsZeroes) store.Unmap(offset, length);
-                else store.WriteZeroes(offset, length);
-                if (writeThrough) store.Flush();
-            }
-            else
-            {
-                WritePattern(store, pattern, offset, length, writeThrough);
-            }
-        }
-        catch (BackingStoreException e)
-        {
-            Failed(v, command, e, write: true);
-            return;
-        }
-        finally
-        {
-            ordering.ExitReadLock();
-        }
-        command.Good();
+                if (!a.Pattern.ContainsAnyExcept((byte)0))
+                {
+                    // UNMAP=1 with zeroes: deallocate where that reads back as the zeroes written.
+                    if (a.Unmap && store.SupportsUnmap && store.UnmapReadsZeroes) store.Unmap(a.Offset, a.Length);
+                    else store.WriteZeroes(a.Offset, a.Length);
+                    if (a.WriteThrough) store.Flush();
+                }
+                else
+                {
+                    WritePattern(store, a.Pattern, a.Offset, a.Length, a.WriteThrough);
+                }
+            }))
+            command.Good();
+    }
+
+    private readonly ref struct WriteSameArgs(ReadOnlySpan<byte> pattern, long offset, long length, bool unmap, bool writeThrough)
+    {
+        public readonly ReadOnlySpan<byte> Pattern = pattern;
+        public readonly long Offset = offset, Length = length;
+        public readonly bool Unmap = unmap, WriteThrough = writeThrough;
     }
 
     private static void WritePattern(IBackingStore store, ReadOnlySpan<byte> pattern, long offset, long length, bool fua)
@@ -528,29 +529,20 @@ public static class BlockCommands
             }
             if (!InRange(v, command, lba, blocks)) return;
         }
-        var ordering = v.WriteOrdering;
-        ordering.EnterReadLock();
-        try
-        {
-            for (int i = 0; i < count; i++)
+        var descriptors = (Count: count, BlockSize: bs, WriteThrough: !v.WriteCacheEnabled);
+        if (ChangeMedium(v, command, ref descriptors, static (IBackingStore store, ScsiCommand c, scoped ref (int Count, int BlockSize, bool WriteThrough) a) =>
             {
-                command.Data.CopyTo(8 + i * 16, d);
-                var r = new CdbReader(d);
-                long blocks = r.U32(8);
-                if (blocks != 0) store.Unmap((long)r.U64(0) * bs, blocks * bs);
-            }
-            if (!v.WriteCacheEnabled) store.Flush();
-        }
-        catch (BackingStoreException e)
-        {
-            Failed(v, command, e, write: true);
-            return;
-        }
-        finally
-        {
-            ordering.ExitReadLock();
-        }
-        command.Good();
+                Span<byte> d = stackalloc byte[16];
+                for (int i = 0; i < a.Count; i++)
+                {
+                    c.Data.CopyTo(8 + i * 16, d);
+                    var r = new CdbReader(d);
+                    long blocks = r.U32(8);
+                    if (blocks != 0) store.Unmap((long)r.U64(0) * a.BlockSize, blocks * a.BlockSize);
+                }
+                if (a.WriteThrough) store.Flush();
+            }))
+            command.Good();
     }
 
     // ---- COMPARE AND WRITE (SBC-3 5.2) ----
