@@ -130,11 +130,13 @@ public sealed class VolumeReservations
     }
 
     /// <summary>Queues a unit attention for every nexus of the volume (e.g. CAPACITY DATA HAS CHANGED):
-    /// every bound path and every registrant.</summary>
-    public void AddUnitAttentionForAll(SenseCode code)
+    /// every bound path and every registrant, but <paramref name="except"/> (the nexus whose own
+    /// command made the change, e.g. MODE SELECT, SPC-4 6.11: it knows already).</summary>
+    public void AddUnitAttentionForAll(SenseCode code, ItNexus? except = null)
     {
         var targets = new HashSet<ItNexus>(_nexuses());
         foreach (var r in State.Registrations) targets.Add(r.Nexus);
+        if (except is not null) targets.Remove(except);
         QueueUnitAttentions(targets.Select(n => (n, code)));
     }
 

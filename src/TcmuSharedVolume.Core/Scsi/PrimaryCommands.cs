@@ -47,8 +47,8 @@ public static class PrimaryCommands
             case OperationCode.Inquiry: Inquiry(path, command, cdb); break;
             case OperationCode.ModeSense6: ModeSense(path.Volume, command, cdb, ten: false); break;
             case OperationCode.ModeSense10: ModeSense(path.Volume, command, cdb, ten: true); break;
-            case OperationCode.ModeSelect6: ModeSelect(path.Volume, command, cdb, ten: false); break;
-            case OperationCode.ModeSelect10: ModeSelect(path.Volume, command, cdb, ten: true); break;
+            case OperationCode.ModeSelect6: ModeSelect(path, command, cdb, ten: false); break;
+            case OperationCode.ModeSelect10: ModeSelect(path, command, cdb, ten: true); break;
             case OperationCode.StartStopUnit: StartStopUnit(path.Volume, command, cdb); break;
             case OperationCode.PreventAllowMediumRemoval: PreventAllowMediumRemoval(command, cdb); break;
             case OperationCode.SendDiagnostic: SendDiagnostic(command, cdb); break;
@@ -226,8 +226,9 @@ public static class PrimaryCommands
 
     // ---- MODE SELECT (SPC-4 6.9, 6.10) ----
 
-    private static void ModeSelect(Volume volume, ScsiCommand command, CdbReader cdb, bool ten)
+    private static void ModeSelect(VolumePath path, ScsiCommand command, CdbReader cdb, bool ten)
     {
+        var volume = path.Volume;
         bool pf = cdb.Bit(1, 4);
         bool sp = cdb.Bit(1, 0);
         int length = ten ? cdb.U16(7) : cdb[4];
@@ -335,8 +336,12 @@ public static class PrimaryCommands
         // Turning the write cache off: what the cache holds must be on the medium first, since
         // from now on GOOD for a write means it is durable.
         if (volume.WriteCacheEnabled && !wce && !Flush(volume, command)) return;
+        bool changed = volume.WriteCacheEnabled != wce || volume.DescriptorSense != dsense;
         volume.WriteCacheEnabled = wce;
         volume.DescriptorSense = dsense;
+        // The pages are the volume's, shared by every nexus: the others must hear of the change
+        // (SPC-4 6.11, MODE PARAMETERS CHANGED).
+        if (changed) volume.Reservations.AddUnitAttentionForAll(SenseCode.ModeParametersChanged, except: path.Nexus);
         command.Good();
     }
 

@@ -299,12 +299,21 @@ public sealed class PrimaryCommandsTests : IDisposable
         list[8 + 2] &= unchecked((byte)~0x04);
         Out(_a, Cdb.ModeSelect10((ushort)list.Length), list).AssertGood();
         Assert.False(_volume.WriteCacheEnabled);
+        // The other nexus hears of it once (SPC-4 6.11); the one that changed it does not.
+        In(_b, Cdb.ModeSense6(0x08, dbd: true), 255).AssertCheck(SenseCode.ModeParametersChanged);
         var seen = In(_b, Cdb.ModeSense6(0x08, dbd: true), 255);
+        seen.AssertGood();
         Assert.Equal(0, seen.DataIn[4 + 2] & 0x04);
+        In(_a, Cdb.ModeSense6(0x08, dbd: true), 255).AssertGood();
 
         list[8 + 2] |= 0x04;
         Out(_b, Cdb.ModeSelect10((ushort)list.Length), list).AssertGood();
         Assert.True(_volume.WriteCacheEnabled);
+        In(_a, Cdb.ModeSense6(0x08, dbd: true), 255).AssertCheck(SenseCode.ModeParametersChanged);
+
+        // Selecting the values in force changes nothing, so nobody is told anything.
+        Out(_b, Cdb.ModeSelect10((ushort)list.Length), list).AssertGood();
+        In(_a, Cdb.ModeSense6(0x08, dbd: true), 255).AssertGood();
     }
 
     [Fact]
