@@ -46,7 +46,7 @@ iscsi_unexport() {
 }
 
 # iscsi_login TARGET_IQN IFACE INITIATOR: open-iscsi login with INITIATOR's name through its
-# own iface; prints the new /dev/sdX.
+# own iface; prints the /dev/sdX of its LUN 0.
 iscsi_login() {
     local iqn=$1 iface=$2 init=$3 before s blk
     systemctl start iscsid.service
@@ -60,7 +60,8 @@ iscsi_login() {
         udevadm settle 2>/dev/null || true
         for s in /sys/class/iscsi_session/session*; do
             [ "$(cat "$s/initiatorname" 2>/dev/null)" = "$init" ] || continue
-            blk=$(ls "$s"/device/target*/*/block 2>/dev/null | head -n1)
+            # LUN 0's disk: with more LUNs, ls of several block/ dirs prints headers first.
+            blk=$(ls "$s"/device/target*/*:*:*:0/block 2>/dev/null | head -n1)
             if [ -n "$blk" ] && [ -b "/dev/$blk" ]; then echo "/dev/$blk"; return 0; fi
         done
         sleep 0.2
