@@ -27,6 +27,10 @@ public interface IReservationFileSystem
 
     /// <summary>Makes the directory's entries (creates, renames) durable: open(O_DIRECTORY) + fsync.</summary>
     void SyncDirectory(string path);
+
+    /// <summary>What tells one boot of the host from the next (the kernel's random boot_id), or
+    /// null when it cannot be read.</summary>
+    string? BootId { get; }
 }
 
 public interface IReservationFile : IDisposable
@@ -45,6 +49,12 @@ public interface IReservationFile : IDisposable
 /// or the new state loadable. The file carries a format version, a 64-bit commit epoch that
 /// only grows, the volume key and a CRC-32C; a damaged current file is reported, never replaced
 /// by an empty table.
+/// <para>
+/// The state is saved whatever APTPL says, so that a daemon restart (which the initiators never
+/// see as a power loss) keeps it. The file also records the host's boot: once the host has been
+/// restarted, which is the target's power loss, a state whose last APTPL was 0 is released, as
+/// SPC-4 5.14.5 requires; with APTPL=1 it is kept.
+/// </para>
 /// </summary>
 public sealed class FileReservationStore : IReservationStore
 {
@@ -53,10 +63,11 @@ public sealed class FileReservationStore : IReservationStore
     //   8  4  format version (1)
     //  12  8  commit epoch
     //  20  4  payload length N
-    //  24  N  payload: volume key, APTPL, type, holder index, registrations
+    //  24  N  payload: volume key, boot id (version 2 on), APTPL, type, holder index, registrations
     //  24+N 4 CRC-32C of bytes [0, 24+N)
+    // Version 1 files (no boot id) are read as saved in this boot: nothing is dropped on a guess.
     private static ReadOnlySpan<byte> Magic => "TSVPRTAB"u8;
-    private const uint FormatVersion = 1;
+    private const uint FormatVersion = 2;
     private const int HeaderLength = 24;
 
     private readonly IReservationFileSystem _fs;
@@ -112,20 +123,20 @@ public sealed class FileReservationStore : IReservationStore
             {
                 // A crash between "current -> .prev" and ".tmp -> current": .prev is the last
                 // committed state (the new one never returned GOOD).
-                var (epoch, state) = Decode(previous!, PreviousPath);
+                var (epoch, state, boot) = Decode(previous!, PreviousPath);
                 Log.Warning($"reservations: {Path} missing, recovered the committed state (epoch {epoch}) from {PreviousPath}");
                 _epoch = epoch;
                 _epochKnown = true;
-                return state;
+                return AfterRestart(state, boot);
             }
             try
             {
-                var (epoch, state) = Decode(current, Path);
+                var (epoch, state, boot) = Decode(current, Path);
                 _epoch = epoch;
                 _epochKnown = true;
                 if (previous is not null && TryEpoch(previous) is { } prevEpoch && prevEpoch > epoch)
                     throw new ReservationStoreException($"{PreviousPath} (epoch {prevEpoch}) is newer than {Path} (epoch {epoch}); refusing to guess which is the committed state");
-                return state;
+                return AfterRestart(state, boot);
             }
             catch (ReservationStoreException e) when (previous is not null)
             {
@@ -134,6 +145,18 @@ public sealed class FileReservationStore : IReservationStore
                     $"{e.Message}. The previous generation {PreviousPath} may be restored by hand after checking it; the volume is not served until then.", e);
             }
         }
+    }
+
+    /// <summary>SPC-4 5.14.5: at the target's power loss (here: the host was restarted since the
+    /// state was saved) registrations and the reservation are released unless APTPL was 1.</summary>
+    private PersistedReservations AfterRestart(PersistedReservations state, string? savedInBoot)
+    {
+        if (state.Aptpl || savedInBoot is null || _fs.BootId is not { } now || now == savedInBoot
+            || (state.Registrations.Count == 0 && state.Type == PersistentReservationType.None))
+            return state;
+        Log.Notice($"reservations of '{_volumeKey}': the host restarted since they were saved and APTPL was 0, " +
+                   $"so {state.Registrations.Count} registrations and the reservation are released (SPC-4 5.14.5)");
+        return PersistedReservations.Empty;
     }
 
     public void Save(PersistedReservations state)
@@ -149,7 +172,7 @@ public sealed class FileReservationStore : IReservationStore
                 _epochKnown = true;
             }
             ulong epoch = ++_epoch; // never reused, even after a failed attempt
-            var bytes = Encode(state, epoch, _volumeKey);
+            var bytes = Encode(state, epoch, _volumeKey, _fs.BootId);
             _fs.CreateDirectory(Directory);
             using (var file = _fs.Create(TempPath))
             {
@@ -165,10 +188,11 @@ public sealed class FileReservationStore : IReservationStore
 
     // ------------------------------------------------------------------ format
 
-    internal static byte[] Encode(PersistedReservations state, ulong epoch, string volumeKey)
+    internal static byte[] Encode(PersistedReservations state, ulong epoch, string volumeKey, string? bootId)
     {
         var payload = new ArrayBufferWriterLite();
         payload.String(volumeKey);
+        payload.String(bootId ?? "");
         payload.Byte(state.Aptpl ? (byte)1 : (byte)0);
         payload.Byte((byte)state.Type);
         payload.Int32(state.HolderIndex);
@@ -201,33 +225,37 @@ public sealed class FileReservationStore : IReservationStore
         catch (ReservationStoreException) { return null; }
     }
 
-    private static (ulong Epoch, int PayloadLength) CheckFrame(byte[] data, string path)
+    private static (ulong Epoch, int PayloadLength, uint Version) CheckFrame(byte[] data, string path)
     {
         if (data.Length < HeaderLength + 4)
             throw new ReservationStoreException($"reservation state file {path} is truncated ({data.Length} bytes)");
         if (!data.AsSpan(0, 8).SequenceEqual(Magic))
             throw new ReservationStoreException($"{path} is not a reservation state file (bad magic)");
         uint version = BinaryPrimitives.ReadUInt32LittleEndian(data.AsSpan(8));
-        if (version != FormatVersion)
-            throw new ReservationStoreException($"reservation state file {path} has format version {version}; this daemon reads {FormatVersion}");
+        if (version is 0 or > FormatVersion)
+            throw new ReservationStoreException($"reservation state file {path} has format version {version}; this daemon reads 1 to {FormatVersion}");
         uint length = BinaryPrimitives.ReadUInt32LittleEndian(data.AsSpan(20));
         if ((long)HeaderLength + length + 4 != data.Length)
             throw new ReservationStoreException($"reservation state file {path} is truncated or has trailing bytes (payload {length}, file {data.Length} bytes)");
         uint stored = BinaryPrimitives.ReadUInt32LittleEndian(data.AsSpan(HeaderLength + (int)length));
         if (stored != Crc32C(data.AsSpan(0, HeaderLength + (int)length)))
             throw new ReservationStoreException($"reservation state file {path} is corrupt (checksum mismatch)");
-        return (BinaryPrimitives.ReadUInt64LittleEndian(data.AsSpan(12)), (int)length);
+        return (BinaryPrimitives.ReadUInt64LittleEndian(data.AsSpan(12)), (int)length, version);
     }
 
-    internal (ulong Epoch, PersistedReservations State) Decode(byte[] data, string path)
+    /// <returns>The boot the state was saved in: null when the file does not say (version 1, or
+    /// the boot id could not be read then).</returns>
+    internal (ulong Epoch, PersistedReservations State, string? SavedInBoot) Decode(byte[] data, string path)
     {
-        var (epoch, length) = CheckFrame(data, path);
+        var (epoch, length, version) = CheckFrame(data, path);
         try
         {
             var r = new PayloadReader(data.AsSpan(HeaderLength, length));
             string key = r.String();
             if (key != _volumeKey)
                 throw new ReservationStoreException($"reservation state file {path} belongs to volume '{key}', not '{_volumeKey}'");
+            string? boot = version >= 2 ? r.String() : null;
+            if (boot?.Length == 0) boot = null;
             bool aptpl = r.Byte() != 0;
             var type = (PersistentReservationType)r.Byte();
             int holder = r.Int32();
@@ -252,7 +280,7 @@ public sealed class FileReservationStore : IReservationStore
                 throw new ReservationStoreException($"reservation state file {path} has trailing payload bytes");
             if (type != PersistentReservationType.None && !PersistentReservationTypes.IsValid((byte)type))
                 throw new ReservationStoreException($"reservation state file {path} has invalid reservation type {(byte)type}");
-            return (epoch, new PersistedReservations(aptpl, regs, type, holder));
+            return (epoch, new PersistedReservations(aptpl, regs, type, holder), boot);
         }
         catch (ArgumentOutOfRangeException e)
         {
@@ -331,6 +359,15 @@ public sealed class LinuxReservationFileSystem : IReservationFileSystem
     public bool Exists(string path) => File.Exists(path);
 
     public void CreateDirectory(string path) => System.IO.Directory.CreateDirectory(path);
+
+    public string? BootId { get; } = ReadBootId();
+
+    private static string? ReadBootId()
+    {
+        try { return File.ReadAllText("/proc/sys/kernel/random/boot_id").Trim(); }
+        catch (IOException) { return null; }
+        catch (UnauthorizedAccessException) { return null; }
+    }
 
     public IReservationFile Create(string path)
     {

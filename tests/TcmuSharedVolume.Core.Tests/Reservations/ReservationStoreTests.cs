@@ -52,6 +52,9 @@ public sealed class CrashFileSystem : IReservationFileSystem
 
     public bool Exists(string path) => _live.ContainsKey(path);
 
+    /// <summary>The host's boot; a test "reboots" by changing it.</summary>
+    public string? BootId { get; set; } = "boot-1";
+
     public void CreateDirectory(string path) { }
 
     public IReservationFile Create(string path)
@@ -237,10 +240,55 @@ public class ReservationStoreTests
         badMagic[0] = (byte)'X';
         Expect(badMagic, "magic");
         var version = good.ToArray();
-        version[8] = 2;
+        version[8] = 3;
         Expect(version, "version");
         using (var f = fs.Create(path)) f.Write(good);
         Assert.Equal(Describe(State(3)), Describe(new FileReservationStore(Dir, VolumeKey, fs).Load()));
+    }
+
+    [Fact]
+    public void AfterAHostRestartOnlyAnAptplStateSurvives_ADaemonRestartKeepsEither()
+    {
+        // SPC-4 5.14.5: the host's restart is the target's power loss. A daemon restart is not.
+        var fs = new CrashFileSystem();
+        new FileReservationStore(Dir, VolumeKey, fs).Save(State(3, aptpl: false));
+        Assert.Equal(Describe(State(3, aptpl: false)), Describe(new FileReservationStore(Dir, VolumeKey, fs).Load()));
+        fs.BootId = "boot-2";
+        Assert.Equal("empty", Describe(new FileReservationStore(Dir, VolumeKey, fs).Load()));
+
+        new FileReservationStore(Dir, VolumeKey, fs).Save(State(2, aptpl: true));
+        fs.BootId = "boot-3";
+        Assert.Equal(Describe(State(2, aptpl: true)), Describe(new FileReservationStore(Dir, VolumeKey, fs).Load()));
+
+        // Where the boot cannot be told (no boot_id now, or none recorded), nothing is dropped on a guess.
+        new FileReservationStore(Dir, VolumeKey, fs).Save(State(4, aptpl: false));
+        fs.BootId = null;
+        Assert.Equal(Describe(State(4, aptpl: false)), Describe(new FileReservationStore(Dir, VolumeKey, fs).Load()));
+        new FileReservationStore(Dir, VolumeKey, fs).Save(State(4, aptpl: false));
+        fs.BootId = "boot-4";
+        Assert.Equal(Describe(State(4, aptpl: false)), Describe(new FileReservationStore(Dir, VolumeKey, fs).Load()));
+    }
+
+    [Fact]
+    public void AFormatVersion1FileIsReadAsSavedInThisBoot()
+    {
+        // The first format had no boot id after the volume key; its state is kept as it was.
+        var fs = new CrashFileSystem { BootId = null };
+        var store = new FileReservationStore(Dir, VolumeKey, fs);
+        store.Save(State(3, aptpl: false));
+        var v2 = fs.ReadAll(store.Path)!;
+        int keyEnd = 24 + 2 + System.Text.Encoding.UTF8.GetByteCount(VolumeKey); // u16 length + UTF-8
+        Assert.Equal(0, BitConverter.ToUInt16(v2, keyEnd)); // the empty boot id written for "unknown"
+        var payload = v2[24..keyEnd].Concat(v2[(keyEnd + 2)..^4]).ToArray();
+        var v1 = new byte[24 + payload.Length + 4];
+        v2.AsSpan(0, 24).CopyTo(v1);
+        BitConverter.GetBytes(1u).CopyTo(v1, 8);
+        BitConverter.GetBytes((uint)payload.Length).CopyTo(v1, 20);
+        payload.CopyTo(v1, 24);
+        BitConverter.GetBytes(FileReservationStore.Crc32C(v1.AsSpan(0, 24 + payload.Length))).CopyTo(v1, 24 + payload.Length);
+        using (var f = fs.Create(store.Path)) f.Write(v1);
+        fs.BootId = "boot-9";
+        Assert.Equal(Describe(State(3, aptpl: false)), Describe(new FileReservationStore(Dir, VolumeKey, fs).Load()));
     }
 
     [Fact]
