@@ -56,6 +56,8 @@ sync
 # --- helpers ---------------------------------------------------------------------------------
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# Context switches of all the process's threads, voluntary and not: what a hand-off costs.
+ctx_switches() { cat "/proc/$1"/task/*/status 2>/dev/null | awk '/ctxt_switches/{s += $2} END {print s + 0}'; }
 rss_kib()   { awk '/^VmRSS:/{print $2}' "/proc/$1/status"; }
 anon_kib()  { awk '/^RssAnon:/{print $2}' "/proc/$1/status"; }
 
@@ -97,15 +99,15 @@ remove_backstore() { rmdir "$1"; rmdir "$(dirname "$1")" 2>/dev/null || true; }
 # run_fio SYSTEM CONFIG DEV PID WORKLOAD RW BS DEPTH: one fio run; appends one JSON line with
 # IOPS, bandwidth, clat p50/p99 and the serving process's CPU time over the run.
 run_fio() {
-    local sys=$1 cfg=$2 dev=$3 pid=$4 wl=$5 rw=$6 bs=$7 qd=$8 t0=0 t1=0 j=/tmp/fio-$1-$2-$5.json
-    [ "$pid" = - ] || t0=$(cpu_ticks "$pid")
+    local sys=$1 cfg=$2 dev=$3 pid=$4 wl=$5 rw=$6 bs=$7 qd=$8 t0=0 t1=0 s0=0 s1=0 j=/tmp/fio-$1-$2-$5.json
+    [ "$pid" = - ] || { t0=$(cpu_ticks "$pid"); s0=$(ctx_switches "$pid"); }
     fio --name="$wl" --filename="$dev" --ioengine=libaio --direct=1 --rw="$rw" --bs="$bs" \
         --iodepth="$qd" --time_based --runtime="$RUNTIME" --ramp_time="$RAMP" --norandommap \
         --randrepeat=0 --eta=never --output-format=json --output="$j" || { cat "$j"; fail "fio $sys $cfg $wl"; }
-    [ "$pid" = - ] || t1=$(cpu_ticks "$pid")
-    python3 - "$j" "$RES" "$sys" "$cfg" "$wl" "$(( t1 - t0 ))" "$HZ" "$pid" "$dev" <<'EOF'
+    [ "$pid" = - ] || { t1=$(cpu_ticks "$pid"); s1=$(ctx_switches "$pid"); }
+    python3 - "$j" "$RES" "$sys" "$cfg" "$wl" "$(( t1 - t0 ))" "$HZ" "$pid" "$dev" "$(( s1 - s0 ))" <<'EOF'
 import json, sys
-j, res, system, cfg, wl, ticks, hz, pid, dev = sys.argv[1:]
+j, res, system, cfg, wl, ticks, hz, pid, dev, switches = sys.argv[1:]
 job = json.load(open(j))["jobs"][0]
 d = job["read"] if job["read"]["io_bytes"] > job["write"]["io_bytes"] else job["write"]
 pct = d["clat_ns"].get("percentile", {})
@@ -115,7 +117,8 @@ rec = {"kind": "fio", "system": system, "config": cfg, "workload": wl, "iops": d
        "bw_mib": d["bw_bytes"] / 2**20, "p50_us": pct.get("50.000000", 0) / 1000,
        "p99_us": pct.get("99.000000", 0) / 1000, "errors": job["error"], "ios": ios,
        "cpu_s": cpu if pid != "-" else None,
-       "cpu_us_per_io": (cpu * 1e6 / ios) if pid != "-" and ios else None}
+       "cpu_us_per_io": (cpu * 1e6 / ios) if pid != "-" and ios else None,
+       "switches_per_io": (int(switches) / ios) if pid != "-" and ios else None}
 open(res, "a").write(json.dumps(rec) + "\n")
 print(f"{system:9} {cfg:7} {wl:14} {d['iops']:9.0f} IOPS {d['bw_bytes']/2**20:8.1f} MiB/s "
       f"p50 {rec['p50_us']:8.0f} us p99 {rec['p99_us']:8.0f} us cpu {rec['cpu_s']}")

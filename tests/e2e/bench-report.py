@@ -39,8 +39,8 @@ print()
 for cname, cmap in CONFIGS.items():
     print(f"### {cname}")
     print()
-    print("| workload | system | IOPS | MiB/s | p50 µs | p99 µs | CPU µs/IO |")
-    print("|---|---|---:|---:|---:|---:|---:|")
+    print("| workload | system | IOPS | MiB/s | p50 µs | p99 µs | CPU µs/IO | switches/IO |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
     for wl in WORKLOADS:
         for s in SYSTEMS:
             r = get(s, cmap[s], wl)
@@ -48,7 +48,7 @@ for cname, cmap in CONFIGS.items():
                 continue
             err = " (errors!)" if r["errors"] else ""
             print(f"| {wl} | {s}{err} | {r['iops']:.0f} | {r['bw_mib']:.1f} | {r['p50_us']:.0f} | "
-                  f"{r['p99_us']:.0f} | {num(r['cpu_us_per_io'])} |")
+                  f"{r['p99_us']:.0f} | {num(r['cpu_us_per_io'])} | {num(r.get('switches_per_io'), '{:.2f}')} |")
     print()
     print("| workload | IOPS a/b | IOPS a/c | p50 a/b | p50 a/c | p99 a/b | p99 a/c |")
     print("|---|---:|---:|---:|---:|---:|---:|")

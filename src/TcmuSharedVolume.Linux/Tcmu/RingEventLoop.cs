@@ -21,14 +21,20 @@ public interface ICommandExecutor
 }
 
 /// <summary>
-/// Serves many rings with one pool of threads. Every thread both waits and works: an idle thread
-/// waits in epoll_wait on every ring's UIO fd (edge-triggered, with an eventfd to wake it); the
-/// thread that gets a ring's event drains the ring into the ring's queue and then runs the first
-/// command itself, so a lone command (queue depth 1) costs no hand-off between threads. When more
-/// work is queued than the threads already running can take, the thread wakes one idle thread,
-/// which does the same in turn. At most <see cref="WorkerCount"/> commands run at once and there is
-/// one thread more than that, so one thread is always left to wait for events: task management,
-/// new rings and the other rings' commands are never stuck behind running commands.
+/// Serves many rings with one pool of threads. Every thread both waits and works. With nothing
+/// running, an idle thread waits in epoll_wait on every ring's UIO fd (edge-triggered, with an
+/// eventfd to wake it); the thread that gets a ring's event drains the ring into the ring's queue
+/// and then runs the first command itself, so a lone command (queue depth 1) costs no hand-off
+/// between threads. When more work is queued than the threads already running can take, the
+/// thread wakes one standing-by thread, which does the same in turn.
+/// While commands run, the other threads stand by on a private eventfd instead of epoll: the
+/// kernel notifies the UIO fd once per command, and a thread asleep in epoll_wait would be woken
+/// by every one of them (one context switch per command, the cost that dominated under load).
+/// Instead, a thread that finishes a command collects events without sleeping (epoll_wait with
+/// timeout 0), and standing-by threads do the same every <see cref="StandbyMilliseconds"/>, so
+/// task management, new rings and other rings' commands wait at most that long behind commands
+/// that are all slow. At most <see cref="WorkerCount"/> commands run at once and there is one
+/// thread more than that, so some thread is always free to collect events.
 /// Fairness: each ring has its own queue; rings with work are served round-robin one command at
 /// a time, and no ring may run more than <see cref="MaxRunningPerRing"/> commands at once, so a
 /// slow volume leaves threads for the others.
@@ -47,6 +53,10 @@ public sealed unsafe class RingEventLoop : IDisposable
     /// <summary>Longest a completion waits for a kick when its thread left the kick to a later
     /// completion of the same ring (milliseconds, the epoll_wait granularity).</summary>
     public const int KickDelayMilliseconds = 1;
+
+    /// <summary>Longest a standing-by thread sleeps before it looks for events itself, while other
+    /// threads run commands (which may all be slow).</summary>
+    public const int StandbyMilliseconds = 2;
     private const ulong WakeToken = 0;
     private const int MaxEvents = 64;
 
@@ -78,6 +88,8 @@ public sealed unsafe class RingEventLoop : IDisposable
 
     private readonly int _epoll;
     private readonly int _wake;
+    private readonly int _standbyEpoll;   // only _standby in it
+    private readonly int _standby;        // wakes one standing-by thread
     private readonly Action<TcmuRing, string>? _ringLost;
     private readonly Lock _registry = new();
     private readonly Dictionary<ulong, RingContext> _byToken = new();
@@ -95,6 +107,8 @@ public sealed unsafe class RingEventLoop : IDisposable
     private int _wakePending;       // 1: a wake was written to the eventfd and not taken yet
     private long _kickDeadline;     // Stopwatch timestamp by which deferred kicks are due; 0 = none
     private int _foreverWaiters;    // threads in (or entering) epoll_wait without a timeout
+    private int _standingBy;        // threads waiting on _standby
+    private int _standbyWakePending;
     private bool _disposed;
 
     /// <param name="workerCount">Commands that may run at once; default 2 × processors. The loop has
@@ -125,6 +139,17 @@ public sealed unsafe class RingEventLoop : IDisposable
             var e = Errno("epoll_ctl(ADD eventfd)");
             Libc.close(_wake);
             Libc.close(_epoll);
+            throw e;
+        }
+
+        _standbyEpoll = Libc.epoll_create1(Libc.EPOLL_CLOEXEC);
+        _standby = Libc.eventfd(0, Libc.EFD_CLOEXEC | Libc.EFD_NONBLOCK);
+        var sev = new EpollEvent { Events = Libc.EPOLLIN | Libc.EPOLLET, Data = WakeToken };
+        if (_standbyEpoll < 0 || _standby < 0 || Libc.epoll_ctl(_standbyEpoll, Libc.EPOLL_CTL_ADD, _standby, &sev) < 0)
+        {
+            var e = Errno("standby eventfd/epoll");
+            foreach (int fd in new[] { _standby, _standbyEpoll, _wake, _epoll })
+                if (fd >= 0) Libc.close(fd);
             throw e;
         }
 
@@ -253,7 +278,8 @@ public sealed unsafe class RingEventLoop : IDisposable
             FlushQuietly(ctx);
 
         _threadsExit = true;
-        Wake(); // each thread passes the wake on as it leaves
+        Wake(); // each thread passes the wakes on as it leaves
+        WakeStandby();
         foreach (var t in _threads)
         {
             var left = deadline - DateTime.UtcNow;
@@ -271,9 +297,12 @@ public sealed unsafe class RingEventLoop : IDisposable
         Stop(TimeSpan.FromSeconds(5));
         Libc.close(_wake);
         Libc.close(_epoll);
+        Libc.close(_standby);
+        Libc.close(_standbyEpoll);
     }
 
-    /// <summary>Every thread: run queued commands while there are any it may take, else wait for events.</summary>
+    /// <summary>Every thread: run queued commands while there are any it may take, else collect
+    /// events; sleep in epoll only when no command runs, else stand by.</summary>
     private void Work()
     {
         t_servedBy = this;
@@ -288,15 +317,43 @@ public sealed unsafe class RingEventLoop : IDisposable
             if (_threadsExit)
             {
                 Interlocked.Exchange(ref _wakePending, 0);
+                Interlocked.Exchange(ref _standbyWakePending, 0);
                 Wake(); // the next thread leaves too
+                WakeStandby();
                 return;
             }
-            if (!Poll(events)) return;
+            if (Volatile.Read(ref _executing) == 0)
+            {
+                if (!Poll(events, block: true)) return;
+                continue;
+            }
+            // Commands are running: take what has arrived without sleeping in epoll (where every
+            // new command would wake us), then stand by until woken or StandbyMilliseconds pass.
+            if (!Poll(events, block: false)) return;
+            if (HasRunnableWork()) continue;
+            StandBy(events);
         }
     }
 
-    /// <summary>One epoll_wait and what it brought. Returns false if the loop cannot go on.</summary>
-    private bool Poll(EpollEvent* events)
+    private bool HasRunnableWork()
+    {
+        lock (_sched) return _runQueue.Count > 0 && _executing < WorkerCount;
+    }
+
+    private void StandBy(EpollEvent* events)
+    {
+        Interlocked.Increment(ref _standingBy);
+        // Re-check after counting ourselves (full fence): the last running command may have
+        // finished meanwhile, and its thread may have gone to epoll or stood by as well.
+        if (Volatile.Read(ref _executing) != 0 && !HasRunnableWork() && !_threadsExit)
+            Libc.epoll_wait(_standbyEpoll, events, 1, StandbyMilliseconds);
+        Interlocked.Decrement(ref _standingBy);
+        Interlocked.Exchange(ref _standbyWakePending, 0);
+    }
+
+    /// <summary>One epoll_wait and what it brought; <paramref name="block"/> false only collects.
+    /// Returns false if the loop cannot go on.</summary>
+    private bool Poll(EpollEvent* events, bool block)
     {
         int timeout = -1;
         bool forever = false;
@@ -304,7 +361,12 @@ public sealed unsafe class RingEventLoop : IDisposable
         // sides), so a thread deferring a kick right now either sees us and wakes us or is seen here.
         Interlocked.Increment(ref _foreverWaiters);
         long deadline = Volatile.Read(ref _kickDeadline);
-        if (deadline == 0)
+        if (!block)
+        {
+            Interlocked.Decrement(ref _foreverWaiters);
+            timeout = 0;
+        }
+        else if (deadline == 0)
         {
             forever = true;
         }
@@ -494,7 +556,12 @@ public sealed unsafe class RingEventLoop : IDisposable
                 break;
             }
         }
-        if (more) Wake();
+        if (more)
+        {
+            // A standing-by thread if there is one; else one asleep in epoll.
+            if (Volatile.Read(ref _standingBy) > 0) WakeStandby();
+            else Wake();
+        }
         return true;
     }
 
@@ -616,7 +683,15 @@ public sealed unsafe class RingEventLoop : IDisposable
         }
     }
 
-    /// <summary>Wakes one waiting thread; a wake not yet taken is not repeated.</summary>
+    /// <summary>Wakes one standing-by thread; a wake not yet taken is not repeated.</summary>
+    private void WakeStandby()
+    {
+        if (Interlocked.Exchange(ref _standbyWakePending, 1) != 0) return;
+        ulong one = 1;
+        Libc.write(_standby, &one, sizeof(ulong));
+    }
+
+    /// <summary>Wakes one thread waiting in epoll; a wake not yet taken is not repeated.</summary>
     private void Wake()
     {
         if (Interlocked.Exchange(ref _wakePending, 1) != 0) return;
