@@ -88,10 +88,18 @@ sg_persist --out --register --param-sark=0xabc1 "$dev" >/dev/null 2>&1 ||
     sg_persist --out --register --param-sark=0xabc1 "$dev" >/dev/null || fail "PR register"
 sg_persist --out --reserve --param-rk=0xabc1 --prout-type=5 "$dev" >/dev/null || fail "PR reserve"
 
+sectors() { awk -v d="${dev#/dev/}" '$3 == d { print $10 }' /proc/diskstats; }
+s0=$(sectors)
 fio --name=restart --filename="$dev" --direct=1 --ioengine=libaio --iodepth=8 --rw=randwrite --bs=4k \
     --size=48M --verify=crc32c --do_verify=1 --verify_fatal=1 --verify_state_save=0 --output=/tmp/fio.out >/dev/null 2>&1 &
 fio_pid=$!
-sleep 8
+# Restart while fio writes, not after a fixed time (how long 48 MiB take depends on the host):
+# once 4 MiB have reached the disk.
+for _ in $(seq 1 300); do
+    (( $(sectors) - s0 >= 8192 )) && break
+    kill -0 $fio_pid 2>/dev/null || break
+    sleep 0.1
+done
 kill -0 $fio_pid 2>/dev/null || { cat /tmp/fio.out; fail "fio ended before the restart"; }
 t0=$(date +%s%N)
 service_start restart
