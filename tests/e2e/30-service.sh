@@ -88,29 +88,16 @@ sg_persist --out --register --param-sark=0xabc1 "$dev" >/dev/null 2>&1 ||
     sg_persist --out --register --param-sark=0xabc1 "$dev" >/dev/null || fail "PR register"
 sg_persist --out --reserve --param-rk=0xabc1 --prout-type=5 "$dev" >/dev/null || fail "PR reserve"
 
-sectors() { awk -v d="${dev#/dev/}" '$3 == d { print $10 }' /proc/diskstats; }
-s0=$(sectors)
+s0=$(sectors_written "$dev")
 fio --name=restart --filename="$dev" --direct=1 --ioengine=libaio --iodepth=8 --rw=randwrite --bs=4k \
     --size=48M --verify=crc32c --do_verify=1 --verify_fatal=1 --verify_state_save=0 --output=/tmp/fio.out >/dev/null 2>&1 &
 fio_pid=$!
-# Restart while fio writes, not after a fixed time (how long 48 MiB take depends on the host):
-# once 4 MiB have reached the disk.
-for _ in $(seq 1 300); do
-    (( $(sectors) - s0 >= 8192 )) && break
-    kill -0 $fio_pid 2>/dev/null || break
-    sleep 0.1
-done
-kill -0 $fio_pid 2>/dev/null || { cat /tmp/fio.out; fail "fio ended before the restart"; }
+wait_written "$dev" "$s0" 4 $fio_pid
 t0=$(date +%s%N)
 service_start restart
 echo "restart took $(( ($(date +%s%N) - t0) / 1000000 )) ms while fio ran"
 kill -0 $fio_pid 2>/dev/null || echo "note: fio had finished by the time the restart returned"
-t0=$SECONDS
-wait $fio_pid && frc=0 || frc=$?
-echo "fio finished $((SECONDS - t0)) s after the restart"
-grep -E 'err=|WRITE:|READ:|verify' /tmp/fio.out | head -6
-[ "$frc" = 0 ] || { cat /tmp/fio.out; fail "fio exit $frc across the restart"; }
-grep -q 'err= 0' /tmp/fio.out || { cat /tmp/fio.out; fail "fio reported errors"; }
+fio_verified $fio_pid "the restart"
 journal | grep -q "user_[0-9]*/v1: serving" || fail "v1 not adopted after restart"
 [ "$(journal | grep -c 'ready: serving 1 volume(s) over 1 path(s)')" -ge 1 ] || fail "restarted daemon did not serve v1"
 ok "fio wrote and verified 48 MiB across systemctl restart"

@@ -128,18 +128,14 @@ if [ "$BOOT" = 1 ]; then
     [ "$pid0" -gt 0 ] || fail "no MainPID"
     dmesg_mark=$(dmesg | wc -l)
     size_mb=48
+    s0=$(sectors_written "$dev")
     fio --name=kill9 --filename="$dev" --direct=1 --ioengine=libaio --iodepth=8 --rw=randwrite --bs=4k \
         --size=${size_mb}M --verify=crc32c --do_verify=1 --verify_fatal=1 --verify_state_save=0 \
         --output=/tmp/fio.out >/dev/null 2>&1 &
     fio_pid=$!
-    # Kill while fio is in its write phase: wait until 4 MiB have reached the disk.
-    sectors() { awk -v d="${dev#/dev/}" '$3 == d { print $10 }' /proc/diskstats; }
-    for _ in $(seq 1 300); do
-        (( $(sectors) >= 8192 )) && break
-        kill -0 $fio_pid 2>/dev/null || { cat /tmp/fio.out; fail "fio ended before the kill"; }
-        sleep 0.1
-    done
-    written=$(( $(sectors) / 2048 ))
+    # Kill while fio is in its write phase: once 4 MiB have reached the disk.
+    wait_written "$dev" "$s0" 4 $fio_pid
+    written=$(( ($(sectors_written "$dev") - s0) / 2048 ))
     ((written < size_mb)) || fail "fio had written all ${size_mb} MiB before the kill"
     t0=$(date +%s%N)
     kill -9 "$pid0"
@@ -159,13 +155,7 @@ if [ "$BOOT" = 1 ]; then
     ok "systemd restarted $UNIT by itself: MainPID $pid0 -> $pid1, NRestarts $nr0 -> $nr1, active (READY=1) ${back_ms} ms after the kill"
     ((back_ms < cmd_time_out * 1000)) || fail "restart took ${back_ms} ms, longer than cmd_time_out ${cmd_time_out}s"
 
-    t1=$SECONDS
-    wait $fio_pid && frc=0 || frc=$?
-    echo "fio finished $((SECONDS - t1)) s after the service was back"
-    grep -E 'err=|WRITE:|READ:|verify' /tmp/fio.out | head -6
-    [ "$frc" = 0 ] || { cat /tmp/fio.out; fail "fio exit $frc across kill -9"; }
-    grep -q 'err= 0' /tmp/fio.out || { cat /tmp/fio.out; fail "fio reported errors"; }
-    grep -qiE 'verify:.*(bad|fail)|crc32c.*(wanted|mismatch)' /tmp/fio.out && { cat /tmp/fio.out; fail "fio verify failed"; }
+    fio_verified $fio_pid "kill -9 and the service's restart"
     [ "$(journal | grep -cE 'user_[0-9]+/k1: serving volume')" -ge 2 ] || fail "the restarted daemon did not adopt k1"
     ok "fio wrote and verified ${size_mb} MiB across kill -9 (exit 0, err= 0)"
 

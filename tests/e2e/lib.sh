@@ -172,3 +172,32 @@ iscsi_login() {
 iscsi_logout_all() {
     iscsiadm -m node --logoutall=all >/dev/null 2>&1 || true
 }
+
+# sectors_written DEV: 512-byte sectors written to DEV since boot (/proc/diskstats).
+sectors_written() { awk -v d="${1#/dev/}" '$3 == d { print $10 }' /proc/diskstats; }
+
+# wait_written DEV BASE MIB FIO_PID: until MIB MiB more than BASE sectors reached DEV, so that a
+# disruption lands while fio writes (a fixed sleep depends on the host's speed); fails if fio
+# ends first.
+wait_written() {
+    local dev=$1 base=$2 mib=$3 pid=$4
+    for _ in $(seq 1 300); do
+        (( $(sectors_written "$dev") - base >= mib * 2048 )) && break
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -0 "$pid" 2>/dev/null || { cat /tmp/fio.out; fail "fio ended before $mib MiB were written"; }
+}
+
+# fio_verified FIO_PID WHAT: waits for a write+verify fio (output in /tmp/fio.out) and fails
+# on any error or verify failure across WHAT.
+fio_verified() {
+    local pid=$1 what=$2 t0=$SECONDS rc
+    wait "$pid" && rc=0 || rc=$?
+    echo "fio finished $((SECONDS - t0)) s after $what"
+    grep -E 'err=|WRITE:|READ:|verify' /tmp/fio.out | head -6
+    [ "$rc" = 0 ] || { cat /tmp/fio.out; fail "fio exit $rc across $what"; }
+    grep -q 'err= 0' /tmp/fio.out || { cat /tmp/fio.out; fail "fio reported errors"; }
+    grep -qiE 'verify:.*(bad|fail)|crc32c.*(wanted|mismatch)' /tmp/fio.out && { cat /tmp/fio.out; fail "fio verify failed"; }
+    return 0
+}
