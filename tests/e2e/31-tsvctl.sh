@@ -56,15 +56,20 @@ tsv volume create "$VOL" --size 1G
 [ "$(stat -c %s "$VOL")" = $((1 << 30)) ] || fail "$VOL is not 1 GiB"
 tsv_fails 1 volume create "$VOL" --size 1G
 
+# wait_new_disks N: up to 30 s for N disks more than in $before; leaves them in new[].
+wait_new_disks() {
+    for _ in $(seq 1 150); do
+        udevadm settle 2>/dev/null || true
+        mapfile -t new < <(comm -13 <(echo "$before") <(sd_disks))
+        ((${#new[@]} >= $1)) && return 0
+        sleep 0.2
+    done
+}
+
 say "export loopback --nodes 2"
 before=$(sd_disks)
 tsv export loopback --volume "$VOL" --nodes 2
-for _ in $(seq 1 150); do
-    udevadm settle 2>/dev/null || true
-    mapfile -t new < <(comm -13 <(echo "$before") <(sd_disks))
-    ((${#new[@]} >= 2)) && break
-    sleep 0.2
-done
+wait_new_disks 2
 ((${#new[@]} == 2)) || fail "expected 2 new disks, got ${#new[@]}: ${new[*]:-}"
 d1=/dev/${new[0]} d2=/dev/${new[1]}
 s1=$(vpd80 "$d1") s2=$(vpd80 "$d2")
@@ -102,12 +107,7 @@ done
 found=$(iscsiadm -m discovery -t sendtargets -p "$PORTAL" -I tsv-a -I tsv-b 2>&1) || fail "discovery: $found"
 iscsiadm -m node -T "$TARGET" -p "$PORTAL" -I tsv-a --login >/dev/null || fail "login as $INIT_A"
 iscsiadm -m node -T "$TARGET" -p "$PORTAL" -I tsv-b --login >/dev/null || fail "login as $INIT_B"
-for _ in $(seq 1 150); do
-    udevadm settle 2>/dev/null || true
-    mapfile -t new < <(comm -13 <(echo "$before") <(sd_disks))
-    ((${#new[@]} >= 2)) && break
-    sleep 0.2
-done
+wait_new_disks 2
 ((${#new[@]} == 2)) || fail "expected 2 iSCSI disks, got ${#new[@]}"
 declare -A disk_of
 for d in "${new[@]}"; do
