@@ -29,6 +29,12 @@ publish:
 publish-aot:
 	CONFIGURATION=$(CONFIGURATION) RID=$(RID) DOTNET=$(DOTNET) scripts/publish-aot.sh
 
+# The same binaries with their symbols, in out/aot-prof: what BENCH_DAEMON=prof BENCH_PERF=1
+# tests/e2e/bench.sh profiles in the VM.
+.PHONY: publish-aot-prof
+publish-aot-prof:
+	AOT_OUT=out/aot-prof AOT_SYMBOLS=1 CONFIGURATION=$(CONFIGURATION) RID=$(RID) DOTNET=$(DOTNET) scripts/publish-aot.sh
+
 # All in-process tests (ring simulator, command set, reservations, control plane).
 test:
 	$(DOTNET) test TcmuSharedVolume.sln -c $(CONFIGURATION) --logger "console;verbosity=normal"

@@ -20,7 +20,9 @@ cd "$(dirname "$0")/.."
 CONFIGURATION=${CONFIGURATION:-Release}
 RID=${RID:-linux-x64}
 DOTNET=${DOTNET:-dotnet}
-OUT=out/aot
+OUT=${AOT_OUT:-out/aot}
+# AOT_SYMBOLS=1 keeps the symbols in the binaries (for perf in the VM: make publish-aot-prof).
+STRIP=$([[ ${AOT_SYMBOLS:-0} == 1 ]] && echo false || echo true)
 AOT_FALLBACK_TFM=${AOT_FALLBACK_TFM:-net9.0}
 
 scripts/deps-aot.sh
@@ -31,7 +33,7 @@ trap 'rm -f "$log"' EXIT
 
 publish_aot() { # project dir, extra args...
     local proj=$1; shift
-    "$DOTNET" publish "$proj" -c "$CONFIGURATION" -r "$RID" -p:NativeAot=true -o "$OUT" "$@"
+    "$DOTNET" publish "$proj" -c "$CONFIGURATION" -r "$RID" -p:NativeAot=true -p:StripSymbols="$STRIP" -o "$OUT" "$@"
 }
 
 info=()

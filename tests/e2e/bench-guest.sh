@@ -10,12 +10,14 @@
 . "$(dirname "$0")/lib.sh"
 
 # bench.sh passes its BENCH_* settings as VAR=value arguments (the guest gets no environment).
-for a in "$@"; do case $a in BENCH_[A-Z]*=[0-9]*|BENCH_ONLY=*|BENCH_DAEMON=*) export "${a?}" ;; *) fail "unknown argument $a" ;; esac; done
-# BENCH_DAEMON=aot measures the Native AOT daemon the packages install (out/aot); default out/bin.
+for a in "$@"; do case $a in BENCH_[A-Z]*=[0-9]*|BENCH_ONLY=*|BENCH_DAEMON=*|BENCH_WORKLOADS=*) export "${a?}" ;; *) fail "unknown argument $a" ;; esac; done
+# BENCH_DAEMON=aot measures the Native AOT daemon the packages install (out/aot); default out/bin;
+# prof: the same AOT build with its symbols (out/aot-prof: make publish-aot-prof), for BENCH_PERF.
 case ${BENCH_DAEMON:-bin} in
     aot) DAEMON_BIN=$REPO/out/aot/tcmu-shared-volume ;;
+    prof) DAEMON_BIN=$REPO/out/aot-prof/tcmu-shared-volume ;;
     bin) DAEMON_BIN=$REPO/out/bin/tcmu-shared-volume ;;
-    *) fail "BENCH_DAEMON must be aot or bin" ;;
+    *) fail "BENCH_DAEMON must be aot, prof or bin" ;;
 esac
 [ -x "$DAEMON_BIN" ] || fail "no $DAEMON_BIN: build it first (make publish / make publish-aot)"
 RUNTIME=${BENCH_RUNTIME:-15}
@@ -100,6 +102,14 @@ remove_backstore() { rmdir "$1"; rmdir "$(dirname "$1")" 2>/dev/null || true; }
 # IOPS, bandwidth, clat p50/p99 and the serving process's CPU time over the run.
 run_fio() {
     local sys=$1 cfg=$2 dev=$3 pid=$4 wl=$5 rw=$6 bs=$7 qd=$8 t0=0 t1=0 s0=0 s1=0 j=/tmp/fio-$1-$2-$5.json
+    [[ " ${BENCH_WORKLOADS:-$wl} " == *" $wl "* ]] || return 0
+    local perf_pid= pdata=$OUT/perf/$sys-$cfg-$wl
+    if [ "${BENCH_PERF:-0}" = 1 ]; then
+        # The whole VM (fio, the initiator, LIO, TCMU, the daemon) after the ramp, call graphs included.
+        mkdir -p "$OUT/perf"
+        (sleep "$RAMP"; exec perf record -a -g -F 499 -o "$pdata.data" -- sleep "$RUNTIME") >/dev/null 2>&1 &
+        perf_pid=$!
+    fi
     [ "$pid" = - ] || { t0=$(cpu_ticks "$pid"); s0=$(ctx_switches "$pid"); }
     fio --name="$wl" --filename="$dev" --ioengine=libaio --direct=1 --rw="$rw" --bs="$bs" \
         --iodepth="$qd" --time_based --runtime="$RUNTIME" --ramp_time="$RAMP" --norandommap \
@@ -123,6 +133,18 @@ open(res, "a").write(json.dumps(rec) + "\n")
 print(f"{system:9} {cfg:7} {wl:14} {d['iops']:9.0f} IOPS {d['bw_bytes']/2**20:8.1f} MiB/s "
       f"p50 {rec['p50_us']:8.0f} us p99 {rec['p99_us']:8.0f} us cpu {rec['cpu_s']}")
 EOF
+    [ -z "$perf_pid" ] || perf_report "$pdata"
+}
+
+# perf_report OUT_BASE: what the whole VM spent its time on (by process and DSO, by symbol) and
+# the call graph of the busiest symbols, as text next to the data.
+perf_report() {
+    wait "$perf_pid" || true
+    perf report -i "$1.data" --no-children --sort comm,dso --stdio -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -n 30 >"$1.comm.txt" || true
+    perf report -i "$1.data" --no-children --sort comm,sym --stdio -g none --percent-limit 0.3 2>/dev/null | grep -v '^#' | grep -v '^$' | head -n 120 >"$1.sym.txt" || true
+    perf report -i "$1.data" --children --sort sym --stdio -g caller,0.5,callee,function,percent --percent-limit 3 2>/dev/null | head -n 600 >"$1.graph.txt" || true
+    echo "perf: $1.{comm,sym,graph}.txt"
+    head -n 12 "$1.comm.txt"
 }
 
 # suite SYSTEM CONFIG DEV PID: the six workloads, then the process's RSS.

@@ -8,7 +8,9 @@
 # Under TCG every number is slow; only ratios within one run mean anything.
 #   BENCH_RUNTIME (s per fio run, default 15), BENCH_RAMP (3), BENCH_PATHS (128), BENCH_ONLY
 #   (system:config pairs to run, e.g. "sharedvol:default tcmu-runner:default"; skips the paths run),
-#   BENCH_DAEMON (aot: the Native AOT daemon of out/aot, which the packages ship; default bin).
+#   BENCH_DAEMON (aot: the Native AOT daemon of out/aot, which the packages ship; default bin;
+#   prof: out/aot-prof, the same with symbols), BENCH_WORKLOADS (e.g. "randread-qd32 seqread-1m"),
+#   BENCH_PERF=1 (perf record of the whole VM during each run: out/bench/perf/*.txt).
 set -euo pipefail
 
 here=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)
@@ -21,7 +23,7 @@ mkdir -p "$out"
 rm -f "$out/bench-body.md" "$out/results.jsonl"
 
 args=()
-for v in BENCH_RUNTIME BENCH_RAMP BENCH_PATHS BENCH_ONLY BENCH_DAEMON; do [[ -n ${!v:-} ]] && args+=("$v=${!v}"); done
+for v in BENCH_RUNTIME BENCH_RAMP BENCH_PATHS BENCH_ONLY BENCH_DAEMON BENCH_WORKLOADS BENCH_PERF; do [[ -n ${!v:-} ]] && args+=("$v=${!v}"); done
 export TSV_VM_TIMEOUT=${TSV_VM_TIMEOUT:-3000}
 start=$SECONDS
 "$repo/scripts/vm/run" tests/e2e/bench-guest.sh "${args[@]}" 2>&1 | tee "$out/bench-console.log"
@@ -32,7 +34,7 @@ rc=${PIPESTATUS[0]}
 {
   echo "## End-to-end benchmark ($(date +%F))"
   echo
-  echo "QEMU TCG (software emulation, \`-cpu max\`), -smp ${TSV_VM_CPUS:-2}, ${TSV_VM_MEMORY:-3072} MiB;" \
+  echo "QEMU TCG (software emulation, \`-cpu ${TSV_VM_CPU:-max}\`), -smp ${TSV_VM_CPUS:-2}, ${TSV_VM_MEMORY:-3072} MiB;" \
        "host $(nproc) cores shared with other work, so only ratios within this run mean anything." \
        "Run took $((SECONDS - start)) s. Daemon: $([[ ${BENCH_DAEMON:-bin} == aot ]] && echo "out/aot (Native AOT, as packaged)" || echo "out/bin (ReadyToRun, JIT)")."
   echo
