@@ -34,7 +34,7 @@ rc=${PIPESTATUS[0]}
 {
   echo "## End-to-end benchmark ($(date +%F))"
   echo
-  echo "QEMU TCG (software emulation, \`-cpu ${TSV_VM_CPU:-max}\`), -smp ${TSV_VM_CPUS:-2}, ${TSV_VM_MEMORY:-3072} MiB;" \
+  echo "QEMU TCG (software emulation, \`-cpu ${TSV_VM_CPU:-max,-erms}\`), -smp ${TSV_VM_CPUS:-2}, ${TSV_VM_MEMORY:-3072} MiB;" \
        "host $(nproc) cores shared with other work, so only ratios within this run mean anything." \
        "Run took $((SECONDS - start)) s. Daemon: $([[ ${BENCH_DAEMON:-bin} == aot ]] && echo "out/aot (Native AOT, as packaged)" || echo "out/bin (ReadyToRun, JIT)")."
   echo
