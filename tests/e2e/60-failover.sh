@@ -5,7 +5,8 @@
 # node2 unregisters and is refused, node1 dies, node2 preempts and aborts node1, node1 is fenced,
 # node2 writes, node1's data is intact. Every answer is checked; the summary table is printed.
 . "$(dirname "$0")/lib.sh"
-trap 'iscsi_logout_all; stop_daemon' EXIT
+. "$(dirname "$0")/lib-iscsi.sh"
+trap 'iscsi_cleanup "$TARGET"; stop_daemon' EXIT
 
 TARGET=iqn.2026-11.org.example:shared-db
 NODE1=iqn.2026-11.org.example:node1
@@ -40,8 +41,8 @@ rm -f /var/tmp/shared-db.img
 P1=$(make_backstore db-node1 "/var/tmp/shared-db.img;size=1G" $((1 << 30)))
 P2=$(make_backstore db-node2 "/var/tmp/shared-db.img;size=1G" $((1 << 30)))
 iscsi_export "$TARGET" "$NODE1=$P1" "$NODE2=$P2"
-N1=$(iscsi_login "$TARGET" "$NODE1")
-N2=$(iscsi_login "$TARGET" "$NODE2")
+N1=$(iscsi_login "$TARGET" tsv-node1 "$NODE1")
+N2=$(iscsi_login "$TARGET" tsv-node2 "$NODE2")
 echo "  node1 ($NODE1) sees the volume as $N1"
 echo "  node2 ($NODE2) sees the volume as $N2"
 s1=$(sg_vpd -p 0x80 "$N1" | tail -n1); s2=$(sg_vpd -p 0x80 "$N2" | tail -n1)

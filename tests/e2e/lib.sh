@@ -128,51 +128,6 @@ expect_rc() { # expect_rc WANT DESCRIPTION CMD...
 # Clears SCSI unit attentions the way fence_scsi does before PR commands.
 tur() { sg_turs "$1" >/dev/null 2>&1 || sg_turs "$1" >/dev/null 2>&1 || true; }
 
-# iscsi_export TARGET_IQN INITIATOR=BACKSTORE_DIR...: one iSCSI target on 127.0.0.1:3260 whose
-# ACLs map each initiator's LUN 0 to its own backstore (one backstore per I_T nexus, DESIGN.md §2).
-# Written straight into configfs, the way rtslib does it.
-iscsi_export() {
-    local iqn=$1; shift
-    local t="$CFS/iscsi/$iqn/tpgt_1" n=0 pair init so
-    mkdir -p "$t/np/127.0.0.1:3260"
-    for pair in "$@"; do
-        init=${pair%%=*}; so=${pair#*=}
-        mkdir -p "$t/lun/lun_$n"
-        ln -s "$so" "$t/lun/lun_$n/$(basename "$so")"
-        mkdir -p "$t/acls/$init/lun_0"
-        ln -s "$t/lun/lun_$n" "$t/acls/$init/lun_0/mapped"
-        n=$((n + 1))
-    done
-    echo 0 > "$t/attrib/generate_node_acls"
-    echo 0 > "$t/attrib/authentication"
-    echo 0 > "$t/attrib/demo_mode_write_protect"
-    echo 1 > "$t/enable"
-}
-
-# iscsi_login TARGET_IQN INITIATOR: logs in with that initiator name through its own iface and
-# prints the new /dev/sdX.
-iscsi_login() {
-    local iqn=$1 init=$2 iface before new
-    iface="tsv-$(echo "$init" | md5sum | cut -c1-8)"
-    systemctl start iscsid.service >/dev/null 2>&1 || true
-    iscsiadm -m iface -I "$iface" -o new >/dev/null 2>&1 || true
-    iscsiadm -m iface -I "$iface" -o update -n iface.initiatorname -v "$init" >/dev/null
-    before=$(sd_disks)
-    iscsiadm -m discovery -t sendtargets -p 127.0.0.1:3260 -I "$iface" >/dev/null 2>&1 || true
-    iscsiadm -m node -T "$iqn" -p 127.0.0.1:3260 -I "$iface" --login >/dev/null
-    for _ in $(seq 1 150); do
-        udevadm settle 2>/dev/null || true
-        new=$(comm -13 <(echo "$before") <(sd_disks) | head -n1)
-        if [ -n "$new" ]; then echo "/dev/$new"; return 0; fi
-        sleep 0.2
-    done
-    fail "no disk appeared for $init"
-}
-
-iscsi_logout_all() {
-    iscsiadm -m node --logoutall=all >/dev/null 2>&1 || true
-}
-
 # sectors_written DEV: 512-byte sectors written to DEV since boot (/proc/diskstats).
 sectors_written() { awk -v d="${1#/dev/}" '$3 == d { print $10 }' /proc/diskstats; }
 
