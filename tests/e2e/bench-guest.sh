@@ -20,8 +20,12 @@ case ${BENCH_DAEMON:-bin} in
     *) fail "BENCH_DAEMON must be aot, prof or bin" ;;
 esac
 [ -x "$DAEMON_BIN" ] || fail "no $DAEMON_BIN: build it first (make publish / make publish-aot)"
-RUNTIME=${BENCH_RUNTIME:-15}
-RAMP=${BENCH_RAMP:-3}
+RUNTIME=${BENCH_RUNTIME:-10}
+RAMP=${BENCH_RAMP:-2}
+# Every system runs once per round, rounds one after the other (a b c a b c ...): the host's noise
+# then lands on all of them alike, and the report gives each figure's median and spread.
+ROUNDS=${BENCH_ROUNDS:-3}
+ROUND=1
 PATHS=${BENCH_PATHS:-128}
 SIZE=$((1 << 30))
 IMG=/var/tmp/bench.img
@@ -44,7 +48,7 @@ python3 - "$RES" <<EOF
 import json, platform, sys
 open(sys.argv[1], "a").write(json.dumps({"kind": "env", "kernel": platform.release(), "cpus": $(nproc),
   "mem_mib": $(awk '/MemTotal/{print int($2/1024)}' /proc/meminfo), "fio": "$(fio --version)",
-  "runtime": $RUNTIME, "ramp": $RAMP, "tuned": "$TUNED", "daemon": "${BENCH_DAEMON:-bin}",
+  "runtime": $RUNTIME, "ramp": $RAMP, "rounds": $ROUNDS, "tuned": "$TUNED", "daemon": "${BENCH_DAEMON:-bin}",
   "runner": "$(dpkg-query -W -f='${Version}' tcmu-runner)"}) + "\n")
 EOF
 
@@ -115,15 +119,15 @@ run_fio() {
         --iodepth="$qd" --time_based --runtime="$RUNTIME" --ramp_time="$RAMP" --norandommap \
         --randrepeat=0 --eta=never --output-format=json --output="$j" || { cat "$j"; fail "fio $sys $cfg $wl"; }
     [ "$pid" = - ] || { t1=$(cpu_ticks "$pid"); s1=$(ctx_switches "$pid"); }
-    python3 - "$j" "$RES" "$sys" "$cfg" "$wl" "$(( t1 - t0 ))" "$HZ" "$pid" "$dev" "$(( s1 - s0 ))" <<'EOF'
+    python3 - "$j" "$RES" "$sys" "$cfg" "$wl" "$(( t1 - t0 ))" "$HZ" "$pid" "$dev" "$(( s1 - s0 ))" "$ROUND" <<'EOF'
 import json, sys
-j, res, system, cfg, wl, ticks, hz, pid, dev, switches = sys.argv[1:]
+j, res, system, cfg, wl, ticks, hz, pid, dev, switches, rnd = sys.argv[1:]
 job = json.load(open(j))["jobs"][0]
 d = job["read"] if job["read"]["io_bytes"] > job["write"]["io_bytes"] else job["write"]
 pct = d["clat_ns"].get("percentile", {})
 ios = d["total_ios"]
 cpu = int(ticks) / int(hz)
-rec = {"kind": "fio", "system": system, "config": cfg, "workload": wl, "iops": d["iops"],
+rec = {"kind": "fio", "round": int(rnd), "system": system, "config": cfg, "workload": wl, "iops": d["iops"],
        "bw_mib": d["bw_bytes"] / 2**20, "p50_us": pct.get("50.000000", 0) / 1000,
        "p99_us": pct.get("99.000000", 0) / 1000, "errors": job["error"], "ios": ios,
        "cpu_s": cpu if pid != "-" else None,
@@ -218,14 +222,16 @@ bench_fileio() {
 # system:config pairs and skips the paths run, for quick comparisons while working on the data
 # path; the full run (no BENCH_ONLY) is what the README reports.
 want() { [ -z "${BENCH_ONLY:-}" ] || [[ " $BENCH_ONLY " == *" $1 "* ]]; }
-want sharedvol:default && bench_sharedvol default
-want tcmu-runner:default && bench_runner default
-want fileio:default && bench_fileio default
-# shellcheck disable=SC2086 # TUNED is a list of control words
-want sharedvol:tuned && bench_sharedvol tuned $TUNED
-# shellcheck disable=SC2086
-want tcmu-runner:tuned && bench_runner tuned $TUNED
-want fileio:default-again && bench_fileio default-again   # nothing tuned: shows the run-to-run noise
+for ROUND in $(seq 1 "$ROUNDS"); do
+    say "round $ROUND of $ROUNDS"
+    want sharedvol:default && bench_sharedvol default
+    want tcmu-runner:default && bench_runner default
+    want fileio:default && bench_fileio default   # fileio has nothing to tune: its runs serve both tables
+    # shellcheck disable=SC2086 # TUNED is a list of control words
+    want sharedvol:tuned && bench_sharedvol tuned $TUNED
+    # shellcheck disable=SC2086
+    want tcmu-runner:tuned && bench_runner tuned $TUNED
+done
 [ -z "${BENCH_ONLY:-}" ] || PATHS=0
 
 # --- 128 paths of one volume on this daemon ------------------------------------------------------

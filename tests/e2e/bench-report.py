@@ -11,13 +11,39 @@ paths = [r for r in recs if r["kind"] == "paths"]
 
 WORKLOADS = ["randread-qd1", "randread-qd32", "randwrite-qd1", "randwrite-qd32", "seqread-1m", "seqwrite-1m"]
 SYSTEMS = ["sharedvol", "tcmu-runner", "fileio"]
-# The tuned runs change TCMU backstores only; fileio's second run is its defaults again.
+# The tuned runs change TCMU backstores only; fileio has nothing to tune, so both tables show its runs.
 CONFIGS = {"default": {"sharedvol": "default", "tcmu-runner": "default", "fileio": "default"},
-           "tuned": {"sharedvol": "tuned", "tcmu-runner": "tuned", "fileio": "default-again"}}
+           "tuned": {"sharedvol": "tuned", "tcmu-runner": "tuned", "fileio": "default"}}
+NUMERIC = ["iops", "bw_mib", "p50_us", "p99_us", "cpu_us_per_io", "switches_per_io"]
+
+
+def median(values):
+    v = sorted(values)
+    n = len(v)
+    return None if n == 0 else v[n // 2] if n % 2 else (v[n // 2 - 1] + v[n // 2]) / 2
+
+
+def runs(system, config, wl):
+    return sorted((r for r in fio if r["system"] == system and r["config"] == config and r["workload"] == wl),
+                  key=lambda r: r.get("round", 1))
 
 
 def get(system, config, wl):
-    return next((r for r in fio if r["system"] == system and r["config"] == config and r["workload"] == wl), None)
+    """The median of each figure over the rounds, the IOPS of every round, and any error."""
+    rs = runs(system, config, wl)
+    if not rs:
+        return None
+    m = {k: median([r[k] for r in rs if r.get(k) is not None]) for k in NUMERIC}
+    m["errors"] = any(r["errors"] for r in rs)
+    m["all_iops"] = [r["iops"] for r in rs]
+    m["by_round"] = {r.get("round", 1): r for r in rs}
+    return m
+
+
+def round_ratios(a, x):
+    """a/x of the same round, min–max over the rounds both ran: the spread the median hides."""
+    rs = [a["by_round"][k]["iops"] / x["by_round"][k]["iops"] for k in a["by_round"] if k in x["by_round"]]
+    return f"{min(rs):.2f}–{max(rs):.2f}" if len(rs) > 1 else "–"
 
 
 def ratio(a, b):
@@ -29,35 +55,37 @@ def num(v, fmt="{:.0f}"):
 
 
 print(f"fio {env.get('fio', '?')}, libaio, direct=1, {env.get('runtime')} s time_based + {env.get('ramp')} s ramp "
-      f"per run; 4 KiB random at iodepth 1 and 32, 1 MiB sequential at iodepth 8; one 1 GiB file "
+      f"per run, {env.get('rounds', 1)} rounds (every system once per round, in turn; figures are medians over "
+      f"the rounds); 4 KiB random at iodepth 1 and 32, 1 MiB sequential at iodepth 8; one 1 GiB file "
       f"(written once, page-cached) behind every system; tcm_loop disks; guest kernel {env.get('kernel')}, "
       f"{env.get('cpus')} vCPUs, {env.get('mem_mib')} MiB. tcmu-runner {env.get('runner')} with user:file "
       f"built from Debian's source. fileio: fd_buffered_io=1. Tuned = `{env.get('tuned')}` on both TCMU "
-      f"backstores (sharedvol and tcmu-runner); fileio unchanged (its row under 'tuned' is a second "
-      f"default run, a measure of run-to-run noise).")
+      f"backstores (sharedvol and tcmu-runner); fileio has nothing to tune (the same runs in both tables).")
 print()
 for cname, cmap in CONFIGS.items():
     print(f"### {cname}")
     print()
-    print("| workload | system | IOPS | MiB/s | p50 µs | p99 µs | CPU µs/IO | switches/IO |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    print("| workload | system | IOPS | IOPS of each round | MiB/s | p50 µs | p99 µs | CPU µs/IO | switches/IO |")
+    print("|---|---|---:|---|---:|---:|---:|---:|---:|")
     for wl in WORKLOADS:
         for s in SYSTEMS:
             r = get(s, cmap[s], wl)
             if not r:
                 continue
             err = " (errors!)" if r["errors"] else ""
-            print(f"| {wl} | {s}{err} | {r['iops']:.0f} | {r['bw_mib']:.1f} | {r['p50_us']:.0f} | "
+            each = " / ".join(f"{v:.0f}" for v in r["all_iops"])
+            print(f"| {wl} | {s}{err} | {r['iops']:.0f} | {each} | {r['bw_mib']:.1f} | {r['p50_us']:.0f} | "
                   f"{r['p99_us']:.0f} | {num(r['cpu_us_per_io'])} | {num(r.get('switches_per_io'), '{:.2f}')} |")
     print()
-    print("| workload | IOPS a/b | IOPS a/c | p50 a/b | p50 a/c | p99 a/b | p99 a/c |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("| workload | IOPS a/b | a/b per round | IOPS a/c | a/c per round | p50 a/b | p50 a/c | p99 a/b | p99 a/c |")
+    print("|---|---:|---|---:|---|---:|---:|---:|---:|")
     for wl in WORKLOADS:
         a, b, c = (get(s, cmap[s], wl) for s in SYSTEMS)
         if not a:
             continue
         f = lambda k, x: ratio(a[k], x[k]) if x else "–"  # noqa: E731
-        print(f"| {wl} | {f('iops', b)} | {f('iops', c)} | {f('p50_us', b)} | {f('p50_us', c)} | "
+        rr = lambda x: round_ratios(a, x) if x else "–"  # noqa: E731
+        print(f"| {wl} | {f('iops', b)} | {rr(b)} | {f('iops', c)} | {rr(c)} | {f('p50_us', b)} | {f('p50_us', c)} | "
               f"{f('p99_us', b)} | {f('p99_us', c)} |")
     print()
 
@@ -66,9 +94,16 @@ print("a = this daemon (user:sharedvol), b = tcmu-runner user:file, c = LIO file
 print()
 print("| system | config | disk max_sectors_kb | VmRSS after runs (KiB) | RssAnon (KiB) | CPU s over the 6 runs | CPU s idle 5 s |")
 print("|---|---|---:|---:|---:|---:|---:|")
-for p in procs:
-    cpu = sum(r["cpu_s"] for r in fio if r["system"] == p["system"] and r["config"] == p["config"]
-              and r["cpu_s"] is not None)
+last = {}
+for p in procs:  # one per round: RSS after the last round, the most idle CPU any round saw
+    key = (p["system"], p["config"])
+    if key in last and last[key].get("idle_ticks_5s") is not None and p.get("idle_ticks_5s") is not None:
+        p = dict(p, idle_ticks_5s=max(p["idle_ticks_5s"], last[key]["idle_ticks_5s"]))
+    last[key] = p
+for p in last.values():
+    mine = [r for r in fio if r["system"] == p["system"] and r["config"] == p["config"] and r["cpu_s"] is not None]
+    rounds_run = len({r.get("round", 1) for r in mine}) or 1
+    cpu = sum(r["cpu_s"] for r in mine) / rounds_run
     cpu_s = f"{cpu:.1f}" if p["rss_kib"] is not None else "– (kernel)"
     print(f"| {p['system']} | {p['config']} | {p['max_sectors_kb']} | {num(p['rss_kib'])} | "
           f"{num(p['anon_kib'])} | {cpu_s} | "
