@@ -6,7 +6,8 @@
 # tcmu-runner's user:file and LIO's fileio, then 128 paths of one volume. Prints the markdown
 # table and saves it to out/bench/bench-e2e.md (raw results: out/bench/results.jsonl).
 # Under TCG every number is slow; only ratios within one run mean anything.
-#   BENCH_RUNTIME (s per fio run, default 15), BENCH_RAMP (3), BENCH_PATHS (128), BENCH_ONLY
+#   BENCH_RUNTIME (s per fio run, default 10), BENCH_RAMP (2), BENCH_ROUNDS (3: every system once
+#   per round, in turn; the report gives medians and each round's figures), BENCH_PATHS (128), BENCH_ONLY
 #   (system:config pairs to run, e.g. "sharedvol:default tcmu-runner:default"; skips the paths run),
 #   BENCH_DAEMON (aot: the Native AOT daemon of out/aot, which the packages ship; default bin;
 #   prof: out/aot-prof, the same with symbols), BENCH_WORKLOADS (e.g. "randread-qd32 seqread-1m"),
@@ -23,7 +24,7 @@ mkdir -p "$out"
 rm -f "$out/bench-body.md" "$out/results.jsonl"
 
 args=()
-for v in BENCH_RUNTIME BENCH_RAMP BENCH_PATHS BENCH_ONLY BENCH_DAEMON BENCH_WORKLOADS BENCH_PERF; do [[ -n ${!v:-} ]] && args+=("$v=${!v}"); done
+for v in BENCH_RUNTIME BENCH_RAMP BENCH_ROUNDS BENCH_PATHS BENCH_ONLY BENCH_DAEMON BENCH_WORKLOADS BENCH_PERF; do [[ -n ${!v:-} ]] && args+=("$v=${!v}"); done
 export TSV_VM_TIMEOUT=${TSV_VM_TIMEOUT:-3000}
 start=$SECONDS
 "$repo/scripts/vm/run" tests/e2e/bench-guest.sh "${args[@]}" 2>&1 | tee "$out/bench-console.log"
