@@ -1,5 +1,4 @@
 using System.Collections.Concurrent;
-using System.Diagnostics;
 using System.Runtime.InteropServices;
 using TcmuSharedVolume.Diagnostics;
 using TcmuSharedVolume.Interop;
@@ -38,22 +37,16 @@ public interface ICommandExecutor
 /// Fairness: each ring has its own queue; rings with work are served round-robin one command at
 /// a time, and no ring may run more than <see cref="MaxRunningPerRing"/> commands at once, so a
 /// slow volume leaves threads for the others.
-/// Kicks: a thread kicks its ring when that ring's queue is empty or no other command of it is
-/// running (and every <see cref="CompletionsPerKick"/> completions under sustained load); a drain
-/// that completed anything itself kicks too. A burst of completions shares one kick, and a
-/// finished command is never held back behind a slow one for long: at most
-/// <see cref="KickDelayMilliseconds"/>, after which a waiting thread kicks.
+/// Kicks: a thread kicks its ring as soon as its command is complete, and a drain that completed
+/// anything itself kicks too. Completions written by other threads meanwhile ride along on the
+/// same kick (<see cref="TcmuRing.Flush"/>). Holding completions back to share kicks within a
+/// burst was measured slower in the VM (4 KiB reads at queue depth 32: −8 %): the kernel's
+/// completion work and fio's next submissions start later, and nothing else is saved.
 /// Edge-triggered epoll needs no read of the UIO fd: every command or TMR the kernel queues
 /// notifies the fd (uio_event_notify), which is one edge, and a drain always empties the ring.
 /// </summary>
 public sealed unsafe class RingEventLoop : IDisposable
 {
-    public const int CompletionsPerKick = 32;
-
-    /// <summary>Longest a completion waits for a kick when its thread left the kick to a later
-    /// completion of the same ring (milliseconds, the epoll_wait granularity).</summary>
-    public const int KickDelayMilliseconds = 1;
-
     /// <summary>Longest a standing-by thread sleeps before it looks for events itself, while other
     /// threads run commands (which may all be slow).</summary>
     public const int StandbyMilliseconds = 2;
@@ -74,7 +67,6 @@ public sealed unsafe class RingEventLoop : IDisposable
         public int PendingCount;
         public int Running;                              // under loop._sched
         public bool Scheduled;                           // in the run queue; under loop._sched
-        public int SinceKick;                            // under loop._sched
         public volatile bool Detached;
 
         public void OnCommand(ScsiCommand command)
@@ -105,8 +97,6 @@ public sealed unsafe class RingEventLoop : IDisposable
     private int _stopped;
     private int _servicing;         // threads inside Service (drains), for Stop
     private int _wakePending;       // 1: a wake was written to the eventfd and not taken yet
-    private long _kickDeadline;     // Stopwatch timestamp by which deferred kicks are due; 0 = none
-    private int _foreverWaiters;    // threads in (or entering) epoll_wait without a timeout
     private int _standingBy;        // threads waiting on _standby
     private int _standbyWakePending;
     private bool _disposed;
@@ -355,36 +345,8 @@ public sealed unsafe class RingEventLoop : IDisposable
     /// Returns false if the loop cannot go on.</summary>
     private bool Poll(EpollEvent* events, bool block)
     {
-        int timeout = -1;
-        bool forever = false;
-        // Count ourselves as waiting forever before reading the deadline (full fences on both
-        // sides), so a thread deferring a kick right now either sees us and wakes us or is seen here.
-        Interlocked.Increment(ref _foreverWaiters);
-        long deadline = Volatile.Read(ref _kickDeadline);
-        if (!block)
-        {
-            Interlocked.Decrement(ref _foreverWaiters);
-            timeout = 0;
-        }
-        else if (deadline == 0)
-        {
-            forever = true;
-        }
-        else
-        {
-            Interlocked.Decrement(ref _foreverWaiters);
-            long left = deadline - Stopwatch.GetTimestamp();
-            timeout = left <= 0 ? 0 : (int)Math.Max(1, left * 1000 / Stopwatch.Frequency);
-        }
-        int n = Libc.epoll_wait(_epoll, events, MaxEvents, timeout);
+        int n = Libc.epoll_wait(_epoll, events, MaxEvents, block ? -1 : 0);
         int errno = n < 0 ? Marshal.GetLastPInvokeError() : 0;
-        if (forever) Interlocked.Decrement(ref _foreverWaiters);
-
-        deadline = Volatile.Read(ref _kickDeadline);
-        if (deadline != 0 && Stopwatch.GetTimestamp() >= deadline
-            && Interlocked.CompareExchange(ref _kickDeadline, 0, deadline) == deadline)
-            FlushAll();
-
         if (n < 0)
         {
             if (errno == Libc.EINTR) return true;
@@ -415,27 +377,6 @@ public sealed unsafe class RingEventLoop : IDisposable
         while (!_stopping && _serviceRequests.TryDequeue(out var requested))
             Service(requested);
         return true;
-    }
-
-    private void FlushAll()
-    {
-        lock (_registry)
-        {
-            foreach (var ctx in _byToken.Values)
-            {
-                if (!ctx.Ring.HasUnkickedCompletions) continue;
-                try
-                {
-                    ctx.Ring.Flush();
-                }
-                catch (Exception e)
-                {
-                    // Lose takes _registry again (reentrant) and edits _byToken: defer it.
-                    _serviceRequests.Enqueue(ctx);
-                    Log.Debug($"{ctx.Ring.Name}: deferred kick failed: {e.Message}");
-                }
-            }
-        }
     }
 
     /// <summary>Drains the ring into its queue. Two threads may get events of one ring at once
@@ -578,33 +519,19 @@ public sealed unsafe class RingEventLoop : IDisposable
         }
         ctx.Ring.Complete(command); // the command is back in the pool: do not touch it again
 
-        bool kick;
         lock (_sched)
         {
             ctx.Running--;
             _executing--;
             Schedule(ctx);
-            kick = ctx.Queue.Count == 0 || ++ctx.SinceKick >= CompletionsPerKick;
-            if (kick) ctx.SinceKick = 0;
         }
-        if (!kick)
+        try
         {
-            // More of this ring is queued, so a later completion will usually carry this one
-            // along. If that later command is slow, a waiting thread kicks after KickDelay anyway.
-            long due = Stopwatch.GetTimestamp() + KickDelayMilliseconds * Stopwatch.Frequency / 1000;
-            if (Interlocked.CompareExchange(ref _kickDeadline, due, 0) == 0 && Volatile.Read(ref _foreverWaiters) != 0)
-                Wake();
+            ctx.Ring.Flush();
         }
-        else
+        catch (Exception e)
         {
-            try
-            {
-                ctx.Ring.Flush();
-            }
-            catch (Exception e)
-            {
-                Lose(ctx, $"kick failed: {e.Message}");
-            }
+            Lose(ctx, $"kick failed: {e.Message}");
         }
     }
 

@@ -238,16 +238,18 @@ public class RingEventLoopTests
     }
 
     [Fact]
-    public void ABurstOfCompletionsSharesKicks()
+    public void ABurstOfCompletionsIsAnsweredWithAtMostOneKickEach()
     {
         using var device = new SimulatedDevice("burst", dataBlocks: 64);
         using var loop = new RingEventLoop(workerCount: 2);
         var work = SubmitMix(device, 48, 0); // queued before Add: one drain takes them all
         loop.Add(device.Ring, device.Source, new PatternExecutor());
+        // Each completion is kicked as it is written, so the kernel sees all of them without the
+        // loop being stopped or anything else arriving.
         Assert.True(device.Sim.WaitForCompletions(48, Long));
         AssertAnswered(device, work);
+        Assert.InRange(device.Notifier.Kicks, 1, 48);
         Assert.True(loop.Stop(Long));
-        Assert.InRange(device.Notifier.Kicks, 1, 47);
         Assert.Equal(device.Notifier.Kicks, device.Ring.Kicks);
     }
 
