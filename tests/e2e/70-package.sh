@@ -68,11 +68,15 @@ for f in /lib/systemd/system/$UNIT /usr/share/dbus-1/system.d/org.kernel.TCMUSer
          /etc/$PKG/$PKG.conf; do
     [ -f "$f" ] || fail "$f not installed"
 done
-# The image's dpkg excludes /usr/share/man (path-exclude), so look in the package itself.
+# The image's dpkg excludes /usr/share/man (path-exclude), so look in the package itself. The
+# listing is read whole first: grep -q stops at the first match, and under pipefail the listing's
+# tar, cut off mid-write, would fail the pipe although the file is there.
+contents=$(dpkg-deb -c "$DEB") || fail "dpkg-deb -c $DEB"
 for m in tcmu-shared-volume.8.gz tsvctl.8.gz; do
-    dpkg-deb -c "$DEB" | grep -q "/usr/share/man/man8/$m\$" || fail "$m is not in the package"
+    grep -q "/usr/share/man/man8/$m\$" <<<"$contents" || fail "$m is not in the package"
 done
-dpkg-query --showformat='${Conffiles}\n' -W "$PKG" | grep -q "/etc/$PKG/$PKG.conf" || fail "config is not a conffile"
+conffiles=$(dpkg-query --showformat='${Conffiles}\n' -W "$PKG")
+grep -q "/etc/$PKG/$PKG.conf" <<<"$conffiles" || fail "config is not a conffile"
 ok "files in place, /etc/$PKG/$PKG.conf is a conffile"
 
 say "targetcli sees the handler over D-Bus"
