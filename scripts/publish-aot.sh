@@ -67,8 +67,11 @@ else
     exit 1
 fi
 
-# Symbols (.dbg, .pdb) stay out of the packages; keep them in out/aot-symbols for debugging.
-mkdir -p out/aot-symbols
-find "$OUT" -maxdepth 1 \( -name '*.dbg' -o -name '*.pdb' \) -exec mv -f {} out/aot-symbols/ \;
+# Symbols (.dbg, .pdb) stay out of the packages; keep them in out/aot-symbols for debugging
+# (a build with AOT_SYMBOLS=1 is for profiling and keeps them beside its binaries).
+if [[ $STRIP == true ]]; then
+    mkdir -p out/aot-symbols
+    find "$OUT" -maxdepth 1 \( -name '*.dbg' -o -name '*.pdb' \) -exec mv -f {} out/aot-symbols/ \;
+fi
 printf '%s\n' "${info[@]}" >"$OUT/BUILD-INFO"
 ls -l "$OUT"
