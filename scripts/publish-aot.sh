@@ -33,6 +33,9 @@ trap 'rm -f "$log"' EXIT
 
 publish_aot() { # project dir, extra args...
     local proj=$1; shift
+    # The native link is redone every time: an incremental publish would reuse the binary of the
+    # previous kind of build (stripped or not) whatever StripSymbols says now.
+    rm -rf "$(dirname "$proj")/obj/$CONFIGURATION/"*"/$RID/native"
     "$DOTNET" publish "$proj" -c "$CONFIGURATION" -r "$RID" -p:NativeAot=true -p:StripSymbols="$STRIP" -o "$OUT" "$@"
 }
 
