@@ -5,7 +5,6 @@
 # non-holder is still not the holder, pr-requirements §3); readers see the holder's writes at
 # once, since all paths share one backing store and no path caches.
 . "$(dirname "$0")/lib.sh"
-. "$(dirname "$0")/lib-iscsi.sh"
 trap 'set +e; loop_cleanup; stop_daemon' EXIT
 
 load_modules

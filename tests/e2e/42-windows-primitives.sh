@@ -6,7 +6,6 @@
 # quantum/esos #62), Preempt from node2, Release, Unregister (REGISTER AND IGNORE with key 0 -
 # must not be an error), Clear.
 . "$(dirname "$0")/lib.sh"
-. "$(dirname "$0")/lib-iscsi.sh"
 trap 'set +e; loop_cleanup; stop_daemon' EXIT
 
 load_modules

@@ -1,4 +1,5 @@
-# iSCSI helpers for guest e2e scripts (sourced after lib.sh). One iSCSI target on 127.0.0.1
+# iSCSI helpers for guest e2e scripts (sourced after lib.sh; the only definitions of the iscsi_*
+# helpers, so that no test depends on which file it sources last). One iSCSI target on 127.0.0.1
 # whose ACLs each map LUN 0 to their own user:sharedvol backstore: the product's model, one
 # backstore per I_T nexus (DESIGN.md §2), written straight into configfs the way tsvctl's
 # `export iscsi` has targetcli do it (TPG LUNs without automatic mapped LUNs, one ACL each).
@@ -77,18 +78,4 @@ iscsi_logout() {
 iscsi_cleanup() { # iscsi_cleanup TARGET_IQN: every session and node record of the target
     iscsiadm -m node -T "$1" --logout >/dev/null 2>&1 || true
     iscsiadm -m node -T "$1" -o delete >/dev/null 2>&1 || true
-}
-
-# loop_cleanup: unlinks every tcm_loop LUN and target. Call it before the daemon stops: a LUN
-# whose ring nobody serves keeps the kernel's SYNCHRONIZE CACHE at power-off waiting for minutes.
-loop_cleanup() {
-    local t l
-    for t in "$CFS"/loopback/naa.*/tpgt_1; do
-        [ -d "$t" ] || continue
-        for l in "$t"/lun/lun_*; do
-            [ -d "$l" ] || continue
-            find "$l" -maxdepth 1 -type l -delete; rmdir "$l"
-        done
-        rmdir "$t" "$(dirname "$t")" 2>/dev/null || true
-    done
 }

@@ -88,6 +88,20 @@ loop_export() {
     fail "no disk appeared for $wwn"
 }
 
+# loop_cleanup: unlinks every tcm_loop LUN and target. Call it before the daemon stops: a LUN
+# whose ring nobody serves keeps the kernel's SYNCHRONIZE CACHE at power-off waiting for minutes.
+loop_cleanup() {
+    local t l
+    for t in "$CFS"/loopback/naa.*/tpgt_1; do
+        [ -d "$t" ] || continue
+        for l in "$t"/lun/lun_*; do
+            [ -d "$l" ] || continue
+            find "$l" -maxdepth 1 -type l -delete; rmdir "$l"
+        done
+        rmdir "$t" "$(dirname "$t")" 2>/dev/null || true
+    done
+}
+
 # raw_status OUTPUT_FILE RC: sg_raw's exit code is 0 for any SCSI status without sense, so
 # the status is read from what it prints: 24 for RESERVATION CONFLICT (sg3_utils' code), else RC.
 raw_status() {
