@@ -72,6 +72,33 @@ public sealed class SparseFileStoreTests : IDisposable
     }
 
     [Fact]
+    public void WritesFromManyThreadsAtOnce_FuaAndNot_AllLandWhereTheyWereAimed()
+    {
+        const int threads = 8, region = 64 << 10, rounds = 50;
+        using var s = SparseFileStore.Open(File("c.img"), new BackingStoreOptions { CreateSizeBytes = threads * region });
+        var last = new byte[threads][];
+        Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, t =>
+        {
+            var rng = new Random(t);
+            for (int r = 0; r < rounds; r++)
+            {
+                var bytes = new byte[region];
+                rng.NextBytes(bytes);
+                using (var data = NativeData.From(bytes, segments: 16))
+                    s.Write(data.Buffer.Segments.ToArray(), (long)t * region, forceUnitAccess: r % 5 == 0);
+                if (r % 7 == 3) s.Write(bytes.AsSpan(0, 4096), (long)t * region, forceUnitAccess: false); // the byte overload
+                last[t] = bytes;
+            }
+        });
+        var back = new byte[region];
+        for (int t = 0; t < threads; t++)
+        {
+            s.Read(back, (long)t * region);
+            Assert.Equal(last[t], back);
+        }
+    }
+
+    [Fact]
     public void UnmapAndWriteZeroesReadBackZeroesIncludingUnalignedEdges()
     {
         using var s = SparseFileStore.Open(File("z.img"), new BackingStoreOptions { CreateSizeBytes = 1 << 20 });
