@@ -84,9 +84,8 @@ public unsafe class MalformedEntryTests
     [MemberData(nameof(ContentKinds))]
     public void BrokenCommandContentIsAnsweredWithCheckCondition_AndTheRingGoesOn(string kind)
     {
-        using var sim = new RingSimulator(dataBlocks: Blocks);
-        var notifier = new SimulatorNotifier(sim);
-        using var ring = RingOver(sim, notifier);
+        using var rig = new RingRig(new RingSimulator(dataBlocks: Blocks));
+        var (sim, notifier, ring) = rig;
         var (length, fill, expected) = Build(kind, sim);
         Assert.True(sim.TrySubmitRaw(length, RingSimulator.OpCmd, fill, trackId: true, out var bad));
         var good = sim.Submit(Read10(1, 1), dataInLength: 512);
@@ -108,9 +107,8 @@ public unsafe class MalformedEntryTests
     [Fact]
     public void VariableLengthCdbWithinLimitsIsPassedWhole()
     {
-        using var sim = new RingSimulator();
-        var notifier = new SimulatorNotifier(sim);
-        using var ring = RingOver(sim, notifier);
+        using var rig = new RingRig();
+        var (sim, notifier, ring) = rig;
         var cdb = new byte[32];
         cdb[0] = 0x7F;
         cdb[7] = 24; // 8 + 24 = 32 bytes
@@ -124,9 +122,8 @@ public unsafe class MalformedEntryTests
     [Fact]
     public void CommandSlotTooShortForAResponseCompletesItselfWithUnknownOp()
     {
-        using var sim = new RingSimulator();
-        var notifier = new SimulatorNotifier(sim);
-        using var ring = RingOver(sim, notifier);
+        using var rig = new RingRig();
+        var (sim, notifier, ring) = rig;
         Assert.True(sim.TrySubmitRaw(16, RingSimulator.OpCmd, null, trackId: true, out var tiny));
         var good = sim.Submit(Read10(1, 1), dataInLength: 512);
 
@@ -143,9 +140,8 @@ public unsafe class MalformedEntryTests
     [Fact]
     public void CommandRunningPastTheRingEndCompletesItselfWithUnknownOp()
     {
-        using var sim = new RingSimulator(cmdrSize: 1024);
-        var notifier = new SimulatorNotifier(sim);
-        using var ring = RingOver(sim, notifier);
+        using var rig = new RingRig(new RingSimulator(cmdrSize: 1024));
+        var (sim, notifier, ring) = rig;
         var consumer = new CompletingConsumer(ring);
         // Move head to 896 with two PAD entries and let the "kernel" reclaim them.
         Assert.True(sim.TrySubmitRaw(448, RingSimulator.OpPad, null, trackId: false, out _));
@@ -169,9 +165,8 @@ public unsafe class MalformedEntryTests
     [Fact]
     public void CommandWithIdZeroIsHiddenAsPad()
     {
-        using var sim = new RingSimulator();
-        var notifier = new SimulatorNotifier(sim);
-        using var ring = RingOver(sim, notifier);
+        using var rig = new RingRig();
+        var (sim, notifier, ring) = rig;
         Assert.True(sim.TrySubmitRaw(EntryLength(0, 10), RingSimulator.OpCmd, (e, at) => FillCommand(e, at, Read10(0, 0), []), trackId: false, out _));
         var good = sim.Submit(Read10(1, 1), dataInLength: 512);
         var consumer = new CompletingConsumer(ring);
@@ -187,9 +182,8 @@ public unsafe class MalformedEntryTests
     [Fact]
     public void CommandRepeatingAnInFlightIdIsNeverCompletedTwice()
     {
-        using var sim = new RingSimulator();
-        var notifier = new SimulatorNotifier(sim);
-        using var ring = RingOver(sim, notifier);
+        using var rig = new RingRig();
+        var (sim, notifier, ring) = rig;
         var first = sim.Submit(Read10(1, 1), dataInLength: 512);
         Assert.True(sim.TrySubmitRaw(EntryLength(0, 10), RingSimulator.OpCmd, (e, at) =>
         {
@@ -210,9 +204,8 @@ public unsafe class MalformedEntryTests
     [Fact]
     public void ZeroLengthHeaderStopsTheRing_WithoutThrowing_AndEarlierCommandsStillComplete()
     {
-        using var sim = new RingSimulator();
-        var notifier = new SimulatorNotifier(sim);
-        using var ring = RingOver(sim, notifier);
+        using var rig = new RingRig();
+        var (sim, notifier, ring) = rig;
         var before = sim.Submit(Read10(1, 1), dataInLength: 512);
         Assert.True(sim.TrySubmitRaw(128, RingSimulator.OpCmd, (e, _) => BinaryPrimitives.WriteUInt32LittleEndian(e, RingSimulator.OpCmd), trackId: true, out _));
         sim.Submit(Read10(2, 1), dataInLength: 512);
@@ -233,9 +226,8 @@ public unsafe class MalformedEntryTests
     [Fact]
     public void EntryClaimingBytesBeyondCmdHeadStopsTheRing()
     {
-        using var sim = new RingSimulator();
-        var notifier = new SimulatorNotifier(sim);
-        using var ring = RingOver(sim, notifier);
+        using var rig = new RingRig();
+        var (sim, notifier, ring) = rig;
         Assert.True(sim.TrySubmitRaw(128, RingSimulator.OpCmd, (e, _) => BinaryPrimitives.WriteUInt32LittleEndian(e, 512 | 1u), trackId: true, out _));
         Assert.Equal(0, ring.Drain(new CollectingConsumer()));
         Assert.True(ring.IsFailed);
@@ -245,9 +237,8 @@ public unsafe class MalformedEntryTests
     [Fact]
     public void MisalignedCmdHeadStopsTheRing()
     {
-        using var sim = new RingSimulator();
-        var notifier = new SimulatorNotifier(sim);
-        using var ring = RingOver(sim, notifier);
+        using var rig = new RingRig();
+        var (sim, notifier, ring) = rig;
         *(uint*)(sim.Map + 12) = 13;
         Assert.Equal(0, ring.Drain(new CollectingConsumer()));
         Assert.True(ring.IsFailed);
@@ -256,9 +247,8 @@ public unsafe class MalformedEntryTests
     [Fact]
     public void MalformedTmrIsIgnored_AndTheRingGoesOn()
     {
-        using var sim = new RingSimulator();
-        var notifier = new SimulatorNotifier(sim);
-        using var ring = RingOver(sim, notifier);
+        using var rig = new RingRig();
+        var (sim, notifier, ring) = rig;
         // Claims 1000 ids in a 40-byte entry.
         Assert.True(sim.TrySubmitRaw(40, RingSimulator.OpTmr, (e, _) => BinaryPrimitives.WriteUInt32LittleEndian(e.Slice(12), 1000), trackId: false, out _));
         var good = sim.Submit(Read10(1, 1), dataInLength: 512);

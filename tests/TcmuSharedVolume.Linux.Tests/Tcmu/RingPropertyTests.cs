@@ -26,9 +26,8 @@ public unsafe class RingPropertyTests
 
     private static void RunScenario(int[] seeds)
     {
-        using var sim = new RingSimulator(cmdrSize: 4096 - 128, dataBlocks: Blocks);
-        var notifier = new SimulatorNotifier(sim);
-        using var ring = RingOver(sim, notifier, poolSize: 4);
+        using var rig = new RingRig(new RingSimulator(cmdrSize: 4096 - 128, dataBlocks: Blocks), poolSize: 4);
+        var (sim, notifier, ring) = rig;
         var consumer = new CollectingConsumer();
         var tracked = new List<long>();
         var shuffle = new Random(seeds.Length);

@@ -43,6 +43,31 @@ internal sealed class CompletingConsumer(TcmuRing ring) : IRingConsumer
     public void OnTaskManagement(TmrType type, ReadOnlySpan<ushort> commandIds) { }
 }
 
+/// <summary>A simulated ring and the TcmuRing over it, the arrangement most ring tests start from:
+/// <c>using var rig = new RingRig(); var (sim, notifier, ring) = rig;</c></summary>
+internal sealed class RingRig : IDisposable
+{
+    public RingSimulator Sim { get; }
+    public SimulatorNotifier Notifier { get; }
+    public TcmuRing Ring { get; }
+
+    public RingRig(RingSimulator? sim = null, int poolSize = 16)
+    {
+        Sim = sim ?? new RingSimulator();
+        Notifier = new SimulatorNotifier(Sim);
+        Ring = RingTestKit.RingOver(Sim, Notifier, poolSize);
+    }
+
+    public void Deconstruct(out RingSimulator sim, out SimulatorNotifier notifier, out TcmuRing ring)
+        => (sim, notifier, ring) = (Sim, Notifier, Ring);
+
+    public void Dispose()
+    {
+        Ring.Dispose();
+        Sim.Dispose();
+    }
+}
+
 internal static unsafe class RingTestKit
 {
     public static TcmuRing RingOver(RingSimulator sim, IRingNotifier notifier, int poolSize = 16)

@@ -36,9 +36,8 @@ public unsafe class TcmuRingTests
     [Fact]
     public void ReadGetsCdbTagAndDataInBuffer_AndTheKernelReceivesTheBytes()
     {
-        using var sim = new RingSimulator();
-        var notifier = new SimulatorNotifier(sim);
-        using var ring = RingOver(sim, notifier);
+        using var rig = new RingRig();
+        var (sim, notifier, ring) = rig;
         var cdb = Read10(lba: 77, blocks: 16);
         var submitted = sim.Submit(cdb, dataInLength: 8192);
 
@@ -66,9 +65,8 @@ public unsafe class TcmuRingTests
     [Fact]
     public void FragmentedDataArrivesAsSeveralIovecsInOrder()
     {
-        using var sim = new RingSimulator();
-        var notifier = new SimulatorNotifier(sim);
-        using var ring = RingOver(sim, notifier);
+        using var rig = new RingRig();
+        var (sim, notifier, ring) = rig;
         var data = Pattern(3 * 4096 + 100, 2);
         sim.Submit(Write10(0, 25), dataOut: data, fragment: true);
 
@@ -97,9 +95,8 @@ public unsafe class TcmuRingTests
     {
         // A ring of 1 KiB takes 6 entries of 152 bytes; 40 commands wrap it several times, and
         // since 1024 is not a multiple of 152 every wrap goes through a PAD.
-        using var sim = new RingSimulator(cmdrSize: 1024, dataBlocks: 8);
-        var notifier = new SimulatorNotifier(sim);
-        using var ring = RingOver(sim, notifier);
+        using var rig = new RingRig(new RingSimulator(cmdrSize: 1024, dataBlocks: 8));
+        var (sim, notifier, ring) = rig;
         int wraps = 0;
         uint lastHead = sim.Head;
         for (int i = 0; i < 40; i++)
@@ -139,9 +136,8 @@ public unsafe class TcmuRingTests
     [Fact]
     public void OutOfOrderCompletionsReachTheRightCommands()
     {
-        using var sim = new RingSimulator();
-        var notifier = new SimulatorNotifier(sim);
-        using var ring = RingOver(sim, notifier);
+        using var rig = new RingRig();
+        var (sim, notifier, ring) = rig;
         var tickets = new long[6];
         for (int i = 0; i < 6; i++)
             tickets[i] = sim.Submit(Read10((uint)i, 1), dataInLength: 512).Ticket;
@@ -175,9 +171,8 @@ public unsafe class TcmuRingTests
     [Fact]
     public void ShortDataInUsesReadLen_WhenTheKernelOffersIt()
     {
-        using var sim = new RingSimulator();
-        var notifier = new SimulatorNotifier(sim);
-        using var ring = RingOver(sim, notifier);
+        using var rig = new RingRig();
+        var (sim, notifier, ring) = rig;
         var s = sim.Submit([0x12, 0, 0, 0x10, 0, 0], dataInLength: 4096); // INQUIRY, allocation length 4096
         var consumer = new CollectingConsumer();
         ring.Drain(consumer);
@@ -195,9 +190,8 @@ public unsafe class TcmuRingTests
     [Fact]
     public void NoReadLenFlag_WithoutTheCapability()
     {
-        using var sim = new RingSimulator(flags: 0x1); // OOOC only
-        var notifier = new SimulatorNotifier(sim);
-        using var ring = RingOver(sim, notifier);
+        using var rig = new RingRig(new RingSimulator(flags: 0x1)); // OOOC only
+        var (sim, notifier, ring) = rig;
         var s = sim.Submit([0x12, 0, 0, 0x10, 0, 0], dataInLength: 4096);
         var consumer = new CollectingConsumer();
         ring.Drain(consumer);
@@ -211,9 +205,8 @@ public unsafe class TcmuRingTests
     [Fact]
     public void AbortTaskIsReported_AndTheTmrSlotIsSkippedWhenCompleting()
     {
-        using var sim = new RingSimulator();
-        var notifier = new SimulatorNotifier(sim);
-        using var ring = RingOver(sim, notifier);
+        using var rig = new RingRig();
+        var (sim, notifier, ring) = rig;
         var a = sim.Submit(Read10(1, 1), dataInLength: 512);
         Assert.True(sim.TrySubmitTmr((byte)TmrType.AbortTask, [a.CmdId]));
         var b = sim.Submit(Read10(2, 1), dataInLength: 512);
@@ -240,9 +233,8 @@ public unsafe class TcmuRingTests
     [Fact]
     public void LunResetListsEveryCommand_AndATrailingTmrIsReleasedWhenIdle()
     {
-        using var sim = new RingSimulator();
-        var notifier = new SimulatorNotifier(sim);
-        using var ring = RingOver(sim, notifier);
+        using var rig = new RingRig();
+        var (sim, notifier, ring) = rig;
         var ids = new ushort[3];
         for (int i = 0; i < 3; i++) ids[i] = sim.Submit(Read10((uint)i, 1), dataInLength: 512).CmdId;
         var consumer = new CollectingConsumer();
@@ -267,9 +259,8 @@ public unsafe class TcmuRingTests
     [Fact]
     public void UnknownRingOpcodeGetsUnknownOpFlag_AndTheRingGoesOn()
     {
-        using var sim = new RingSimulator();
-        var notifier = new SimulatorNotifier(sim);
-        using var ring = RingOver(sim, notifier);
+        using var rig = new RingRig();
+        var (sim, notifier, ring) = rig;
         Assert.True(sim.TrySubmitRaw(128, op: 5, fill: null, trackId: true, out var odd));
         var good = sim.Submit(Read10(0, 1), dataInLength: 512);
 
@@ -286,9 +277,8 @@ public unsafe class TcmuRingTests
     [Fact]
     public void SecondCompletionOfTheSameCommandIsRefused()
     {
-        using var sim = new RingSimulator();
-        var notifier = new SimulatorNotifier(sim);
-        using var ring = RingOver(sim, notifier);
+        using var rig = new RingRig();
+        var (sim, notifier, ring) = rig;
         sim.Submit(Read10(0, 1), dataInLength: 512);
         sim.Submit(Read10(1, 1), dataInLength: 512);
         var consumer = new CollectingConsumer();
@@ -314,9 +304,8 @@ public unsafe class TcmuRingTests
     [Fact]
     public void ManyCompletionsShareOneKick()
     {
-        using var sim = new RingSimulator();
-        var notifier = new SimulatorNotifier(sim);
-        using var ring = RingOver(sim, notifier, poolSize: 32);
+        using var rig = new RingRig(poolSize: 32);
+        var (sim, notifier, ring) = rig;
         for (int i = 0; i < 32; i++) sim.Submit(Read10((uint)i, 8), dataInLength: 4096);
         var consumer = new CollectingConsumer();
         ring.Drain(consumer);
@@ -334,9 +323,8 @@ public unsafe class TcmuRingTests
     [Fact]
     public void PoolGrowsBeyondItsSize_AndCommandsAreReused()
     {
-        using var sim = new RingSimulator();
-        var notifier = new SimulatorNotifier(sim);
-        using var ring = RingOver(sim, notifier, poolSize: 2);
+        using var rig = new RingRig(poolSize: 2);
+        var (sim, notifier, ring) = rig;
         for (int i = 0; i < 5; i++) sim.Submit(Read10((uint)i, 1), dataInLength: 512);
         var consumer = new CollectingConsumer();
         ring.Drain(consumer);
