@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.CommandLine.Parsing;
 using System.Globalization;
 using System.Text.Json;
 using TcmuSharedVolume.Linux.DBus;
@@ -28,13 +29,27 @@ public static class Cli
 {
     public const int Ok = 0, Failure = 1, Usage = 2;
 
+    /// <summary>"tsvctl export iscsi" for the deepest command the words matched.</summary>
+    private static string CommandPath(CommandResult result)
+    {
+        var names = new List<string>();
+        for (SymbolResult? r = result; r != null; r = r.Parent)
+            if (r is CommandResult c) names.Add(c.Command is RootCommand ? "tsvctl" : c.Command.Name); // the root is named after the host process
+        names.Reverse();
+        return string.Join(' ', names);
+    }
+
     public static int Run(string[] args, CliContext ctx)
     {
         var root = Build(ctx);
         var parse = root.Parse(args);
         if (parse.Errors.Count > 0)
         {
-            ctx.Error.WriteLine($"tsvctl: {parse.Errors[0].Message} (see tsvctl --help)");
+            // A mistyped word also leaves its command "not provided"; naming the word is what helps.
+            string message = parse.UnmatchedTokens.Count > 0
+                ? $"unknown command or argument '{parse.UnmatchedTokens[0]}'"
+                : parse.Errors[0].Message.TrimEnd('.');
+            ctx.Error.WriteLine($"tsvctl: {message} (see {CommandPath(parse.CommandResult)} --help)");
             return Usage;
         }
         try

@@ -157,6 +157,20 @@ public sealed class StatusAndPrTests : IDisposable
     public void AnUnknownCommandIsAUsageError()
     {
         Assert.Equal(2, _s.Run("frobnicate"));
-        _s.ErrorLine();
+        Assert.Equal("tsvctl: unknown command or argument 'frobnicate' (see tsvctl --help)", _s.ErrorLine());
+    }
+
+    [Fact]
+    public void AnUnknownSubcommandNamesItAndPointsAtItsParentsHelp()
+    {
+        Assert.Equal(2, _s.Run("volume", "destroy", "/srv/vol1.img"));
+        Assert.Equal("tsvctl: unknown command or argument 'destroy' (see tsvctl volume --help)", _s.ErrorLine());
+    }
+
+    [Fact]
+    public void AMissingOptionIsNamedWithTheCommandsHelp()
+    {
+        Assert.Equal(2, _s.Run("volume", "create", "/srv/new.img"));
+        Assert.Equal("tsvctl: Option '--size' is required (see tsvctl volume create --help)", _s.ErrorLine());
     }
 }
