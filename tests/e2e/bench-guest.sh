@@ -174,15 +174,31 @@ suite() {
 }
 
 # --- (a) this daemon -------------------------------------------------------------------------
+# bench_sharedvol CONFIG [CONTROL...]; SYSTEM and DAEMON_BIN name another build (the baseline).
 bench_sharedvol() {
     local cfg=$1; shift
+    # A Native AOT daemon is one file: run a copy on the guest's own disk, so that its code is
+    # not paged in over 9p (the JIT build in out/bin is a directory and stays where it is).
+    if ! compgen -G "$(dirname "$DAEMON_BIN")/*.dll" >/dev/null; then
+        install -m 0755 "$DAEMON_BIN" "/var/tmp/${SYSTEM:-sharedvol}-daemon"
+        local DAEMON_BIN=/var/tmp/${SYSTEM:-sharedvol}-daemon
+    fi
     start_daemon
     local b dev
     b=$(tcmu_backstore bench-a "sharedvol/$IMG;size=1G" "$@")
     dev=$(loop_export "$b" naa.5001405000000aa1)
-    suite sharedvol "$cfg" "$dev" "$DAEMON_PID"
+    suite "${SYSTEM:-sharedvol}" "$cfg" "$dev" "$DAEMON_PID"
     unexport naa.5001405000000aa1; remove_backstore "$b"
     stop_daemon
+}
+
+# BENCH_BASELINE=1: out/baseline/tcmu-shared-volume (an earlier commit's build, put there by
+# hand) runs as system sharedvol-base in every round, in turn with the others: an A/B of a
+# data-path change within one boot, where TCG's boot-to-boot noise cannot decide it.
+bench_baseline() {
+    local bin=$REPO/out/baseline/tcmu-shared-volume
+    [ -x "$bin" ] || fail "BENCH_BASELINE=1 needs $bin"
+    SYSTEM=sharedvol-base DAEMON_BIN=$bin bench_sharedvol "$@"
 }
 
 # --- (b) tcmu-runner with user:file ----------------------------------------------------------
@@ -224,7 +240,10 @@ bench_fileio() {
 want() { [ -z "${BENCH_ONLY:-}" ] || [[ " $BENCH_ONLY " == *" $1 "* ]]; }
 for ROUND in $(seq 1 "$ROUNDS"); do
     say "round $ROUND of $ROUNDS"
+    # The baseline goes first in even rounds, so that running second is no one's advantage.
+    [ "${BENCH_BASELINE:-0}" = 1 ] && [ $((ROUND % 2)) = 0 ] && bench_baseline default
     want sharedvol:default && bench_sharedvol default
+    [ "${BENCH_BASELINE:-0}" = 1 ] && [ $((ROUND % 2)) = 1 ] && bench_baseline default
     want tcmu-runner:default && bench_runner default
     want fileio:default && bench_fileio default   # fileio has nothing to tune: its runs serve both tables
     # shellcheck disable=SC2086 # TUNED is a list of control words

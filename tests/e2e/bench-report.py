@@ -92,6 +92,20 @@ for cname, cmap in CONFIGS.items():
 print("a = this daemon (user:sharedvol), b = tcmu-runner user:file, c = LIO fileio. "
       "IOPS ratio > 1: a is faster; latency ratio < 1: a is faster.")
 print()
+
+if any(r["system"] == "sharedvol-base" for r in fio):
+    print("### A/B: this build against the baseline build (BENCH_BASELINE)")
+    print()
+    print("| workload | IOPS | baseline IOPS | ratio | ratio per round | CPU µs/IO | baseline | switches/IO | baseline |")
+    print("|---|---:|---:|---:|---|---:|---:|---:|---:|")
+    for wl in WORKLOADS:
+        a, base = get("sharedvol", "default", wl), get("sharedvol-base", "default", wl)
+        if not a or not base:
+            continue
+        print(f"| {wl} | {a['iops']:.0f} | {base['iops']:.0f} | {ratio(a['iops'], base['iops'])} | "
+              f"{round_ratios(a, base)} | {num(a['cpu_us_per_io'])} | {num(base['cpu_us_per_io'])} | "
+              f"{num(a.get('switches_per_io'), '{:.2f}')} | {num(base.get('switches_per_io'), '{:.2f}')} |")
+    print()
 print("| system | config | disk max_sectors_kb | VmRSS after runs (KiB) | RssAnon (KiB) | CPU s over the 6 runs | CPU s idle 5 s |")
 print("|---|---|---:|---:|---:|---:|---:|")
 last = {}

@@ -11,7 +11,9 @@
 #   (system:config pairs to run, e.g. "sharedvol:default tcmu-runner:default"; skips the paths run),
 #   BENCH_DAEMON (aot: the Native AOT daemon of out/aot, which the packages ship; default bin;
 #   prof: out/aot-prof, the same with symbols), BENCH_WORKLOADS (e.g. "randread-qd32 seqread-1m"),
-#   BENCH_PERF=1 (perf record of the whole VM during each run: out/bench/perf/*.txt).
+#   BENCH_PERF=1 (perf record of the whole VM during each run: out/bench/perf/*.txt),
+#   BENCH_BASELINE=1 (also out/baseline/tcmu-shared-volume, an earlier build, as sharedvol-base
+#   in every round: an A/B of a data-path change in one boot; the report adds a table).
 set -euo pipefail
 
 here=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)
@@ -24,7 +26,7 @@ mkdir -p "$out"
 rm -f "$out/bench-body.md" "$out/results.jsonl"
 
 args=()
-for v in BENCH_RUNTIME BENCH_RAMP BENCH_ROUNDS BENCH_PATHS BENCH_ONLY BENCH_DAEMON BENCH_WORKLOADS BENCH_PERF; do [[ -n ${!v:-} ]] && args+=("$v=${!v}"); done
+for v in BENCH_RUNTIME BENCH_RAMP BENCH_ROUNDS BENCH_PATHS BENCH_ONLY BENCH_DAEMON BENCH_WORKLOADS BENCH_PERF BENCH_BASELINE; do [[ -n ${!v:-} ]] && args+=("$v=${!v}"); done
 export TSV_VM_TIMEOUT=${TSV_VM_TIMEOUT:-3000}
 start=$SECONDS
 "$repo/scripts/vm/run" tests/e2e/bench-guest.sh "${args[@]}" 2>&1 | tee "$out/bench-console.log"

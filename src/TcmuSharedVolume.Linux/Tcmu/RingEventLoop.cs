@@ -30,10 +30,15 @@ public interface ICommandExecutor
 /// kernel notifies the UIO fd once per command, and a thread asleep in epoll_wait would be woken
 /// by every one of them (one context switch per command, the cost that dominated under load).
 /// Instead, a thread that finishes a command collects events without sleeping (epoll_wait with
-/// timeout 0), and standing-by threads do the same every <see cref="StandbyMilliseconds"/>, so
-/// task management, new rings and other rings' commands wait at most that long behind commands
-/// that are all slow. At most <see cref="WorkerCount"/> commands run at once and there is one
-/// thread more than that, so some thread is always free to collect events.
+/// timeout 0), and one standing-by thread, the watch, does the same every
+/// <see cref="StandbyMilliseconds"/>, so task management, new rings and other rings' commands
+/// wait at most that long behind commands that are all slow. The other standing-by threads sleep
+/// until there is work for them: with slow disks, a machine with many processors would
+/// otherwise wake every idle thread 500 times a second for as long as one command runs. The
+/// watch is woken for work only when no other thread stands by, and a watch that leaves for
+/// work while others sleep wakes one of them to take its place. At most
+/// <see cref="WorkerCount"/> commands run at once and there is one thread more than that, so
+/// some thread is always free to collect events.
 /// Fairness: each ring has its own queue; rings with work are served round-robin one command at
 /// a time, and no ring may run more than <see cref="MaxRunningPerRing"/> commands at once, so a
 /// slow volume leaves threads for the others.
@@ -81,7 +86,9 @@ public sealed unsafe class RingEventLoop : IDisposable
     private readonly int _epoll;
     private readonly int _wake;
     private readonly int _standbyEpoll;   // only _standby in it
-    private readonly int _standby;        // wakes one standing-by thread
+    private readonly int _standby;        // wakes one standing-by thread other than the watch
+    private readonly int _watchEpoll;     // only _watchWake in it
+    private readonly int _watchWake;      // wakes the watch
     private readonly Action<TcmuRing, string>? _ringLost;
     private readonly Lock _registry = new();
     private readonly Dictionary<ulong, RingContext> _byToken = new();
@@ -97,8 +104,11 @@ public sealed unsafe class RingEventLoop : IDisposable
     private int _stopped;
     private int _servicing;         // threads inside Service (drains), for Stop
     private int _wakePending;       // 1: a wake was written to the eventfd and not taken yet
-    private int _standingBy;        // threads waiting on _standby
+    private int _standingBy;        // threads standing by, the watch included
+    private int _watching;          // 1: a standing-by thread keeps the watch
     private int _standbyWakePending;
+    private int _watchWakePending;
+    private long _standbyWakeups;   // standing-by threads that woke, for any reason
     private bool _disposed;
 
     /// <param name="workerCount">Commands that may run at once; default 2 × processors. The loop has
@@ -134,11 +144,15 @@ public sealed unsafe class RingEventLoop : IDisposable
 
         _standbyEpoll = Libc.epoll_create1(Libc.EPOLL_CLOEXEC);
         _standby = Libc.eventfd(0, Libc.EFD_CLOEXEC | Libc.EFD_NONBLOCK);
+        _watchEpoll = Libc.epoll_create1(Libc.EPOLL_CLOEXEC);
+        _watchWake = Libc.eventfd(0, Libc.EFD_CLOEXEC | Libc.EFD_NONBLOCK);
         var sev = new EpollEvent { Events = Libc.EPOLLIN | Libc.EPOLLET, Data = WakeToken };
-        if (_standbyEpoll < 0 || _standby < 0 || Libc.epoll_ctl(_standbyEpoll, Libc.EPOLL_CTL_ADD, _standby, &sev) < 0)
+        if (_standbyEpoll < 0 || _standby < 0 || _watchEpoll < 0 || _watchWake < 0
+            || Libc.epoll_ctl(_standbyEpoll, Libc.EPOLL_CTL_ADD, _standby, &sev) < 0
+            || Libc.epoll_ctl(_watchEpoll, Libc.EPOLL_CTL_ADD, _watchWake, &sev) < 0)
         {
             var e = Errno("standby eventfd/epoll");
-            foreach (int fd in new[] { _standby, _standbyEpoll, _wake, _epoll })
+            foreach (int fd in new[] { _watchWake, _watchEpoll, _standby, _standbyEpoll, _wake, _epoll })
                 if (fd >= 0) Libc.close(fd);
             throw e;
         }
@@ -151,6 +165,9 @@ public sealed unsafe class RingEventLoop : IDisposable
 
     public int WorkerCount { get; }
     public int MaxRunningPerRing { get; }
+
+    /// <summary>How many times a standing-by thread woke up (work, the watch's timeout, stop).</summary>
+    internal long StandbyWakeups => Interlocked.Read(ref _standbyWakeups);
 
     public int RingCount
     {
@@ -270,6 +287,7 @@ public sealed unsafe class RingEventLoop : IDisposable
         _threadsExit = true;
         Wake(); // each thread passes the wakes on as it leaves
         WakeStandby();
+        WakeWatch();
         foreach (var t in _threads)
         {
             var left = deadline - DateTime.UtcNow;
@@ -289,6 +307,8 @@ public sealed unsafe class RingEventLoop : IDisposable
         Libc.close(_epoll);
         Libc.close(_standby);
         Libc.close(_standbyEpoll);
+        Libc.close(_watchWake);
+        Libc.close(_watchEpoll);
     }
 
     /// <summary>Every thread: run queued commands while there are any it may take, else collect
@@ -301,6 +321,9 @@ public sealed unsafe class RingEventLoop : IDisposable
         {
             if (TryTake(out var ctx, out var command))
             {
+                // If this thread was the watch, the others standing by sleep without a timeout:
+                // one of them takes the watch over (full fences order this against StandBy).
+                if (Volatile.Read(ref _watching) == 0 && Volatile.Read(ref _standingBy) > 0) WakeStandby();
                 Execute(ctx, command);
                 continue;
             }
@@ -308,8 +331,10 @@ public sealed unsafe class RingEventLoop : IDisposable
             {
                 Interlocked.Exchange(ref _wakePending, 0);
                 Interlocked.Exchange(ref _standbyWakePending, 0);
+                Interlocked.Exchange(ref _watchWakePending, 0);
                 Wake(); // the next thread leaves too
                 WakeStandby();
+                WakeWatch();
                 return;
             }
             if (Volatile.Read(ref _executing) == 0)
@@ -333,12 +358,25 @@ public sealed unsafe class RingEventLoop : IDisposable
     private void StandBy(EpollEvent* events)
     {
         Interlocked.Increment(ref _standingBy);
+        bool watch = Interlocked.CompareExchange(ref _watching, 1, 0) == 0;
         // Re-check after counting ourselves (full fence): the last running command may have
         // finished meanwhile, and its thread may have gone to epoll or stood by as well.
         if (Volatile.Read(ref _executing) != 0 && !HasRunnableWork() && !_threadsExit)
-            Libc.epoll_wait(_standbyEpoll, events, 1, StandbyMilliseconds);
+        {
+            if (watch) Libc.epoll_wait(_watchEpoll, events, 1, StandbyMilliseconds);
+            else Libc.epoll_wait(_standbyEpoll, events, 1, -1);
+            Interlocked.Increment(ref _standbyWakeups);
+        }
+        if (watch)
+        {
+            Interlocked.Exchange(ref _watching, 0);
+            Interlocked.Exchange(ref _watchWakePending, 0);
+        }
+        else
+        {
+            Interlocked.Exchange(ref _standbyWakePending, 0);
+        }
         Interlocked.Decrement(ref _standingBy);
-        Interlocked.Exchange(ref _standbyWakePending, 0);
     }
 
     /// <summary>One epoll_wait and what it brought; <paramref name="block"/> false only collects.
@@ -610,12 +648,25 @@ public sealed unsafe class RingEventLoop : IDisposable
         }
     }
 
-    /// <summary>Wakes one standing-by thread; a wake not yet taken is not repeated.</summary>
+    /// <summary>Wakes one standing-by thread, the watch only if no other stands by; a wake not
+    /// yet taken is not repeated.</summary>
     private void WakeStandby()
     {
+        if (Volatile.Read(ref _standingBy) - Volatile.Read(ref _watching) <= 0)
+        {
+            WakeWatch();
+            return;
+        }
         if (Interlocked.Exchange(ref _standbyWakePending, 1) != 0) return;
         ulong one = 1;
         Libc.write(_standby, &one, sizeof(ulong));
+    }
+
+    private void WakeWatch()
+    {
+        if (Interlocked.Exchange(ref _watchWakePending, 1) != 0) return;
+        ulong one = 1;
+        Libc.write(_watchWake, &one, sizeof(ulong));
     }
 
     /// <summary>Wakes one thread waiting in epoll; a wake not yet taken is not repeated.</summary>

@@ -283,6 +283,86 @@ public class RingEventLoopTests
     }
 
     [Fact]
+    public void WhileASlowCommandRuns_OnlyTheWatchWakesOnATimer()
+    {
+        // Eight workers: a burst leaves every thread that ran a fast command standing by behind
+        // one slow command. Only one of them may poll on a timer; the rest sleep until there is
+        // work (each of them waking every StandbyMilliseconds is what a big machine with a slow
+        // disk must not do).
+        using var device = new SimulatedDevice("slowdisk");
+        using var gate = new ManualResetEventSlim(false);
+        using var loop = new RingEventLoop(workerCount: 8);
+        var executor = new PatternExecutor { BeforeExecute = c => { if (c.Cdb[5] == 0) gate.Wait(); } };
+        try
+        {
+            SubmitMix(device, 16, 0); // LBA 0 is the slow one; queued before Add, one drain takes all
+            loop.Add(device.Ring, device.Source, executor);
+            Assert.True(device.Sim.WaitForCompletions(15, Long));
+            Assert.Equal(1, Volatile.Read(ref executor.Running));
+            Thread.Sleep(50); // the threads that ran fast commands settle into standing by
+
+            long before = loop.StandbyWakeups;
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            Thread.Sleep(300);
+            long woke = loop.StandbyWakeups - before;
+            double bound = clock.Elapsed.TotalMilliseconds / RingEventLoop.StandbyMilliseconds + 3;
+            Assert.True(woke <= bound, $"{woke} wake-ups in {clock.ElapsedMilliseconds} ms (at most {bound:F0} for one watch)");
+        }
+        finally
+        {
+            gate.Set();
+        }
+        Assert.True(device.Sim.WaitForCompletions(16, Long));
+        Assert.True(loop.Stop(Long));
+    }
+
+    [Fact]
+    public void WhenTheWatchTakesASlowCommand_AnotherThreadKeepsWatch()
+    {
+        // Three workers (four threads), one command per ring at a time. Ring A's command hangs;
+        // a burst on ring F leaves the three other threads standing by (one watch, two asleep).
+        // B's and C's commands then arrive with nobody in epoll: the watch finds B's and runs it,
+        // and someone must still notice C's, and after that an ABORT TASK on A.
+        var a = new SimulatedDevice("a");
+        var b = new SimulatedDevice("b");
+        var c = new SimulatedDevice("c");
+        var f = new SimulatedDevice("f");
+        using var gate = new ManualResetEventSlim(false);
+        using var loop = new RingEventLoop(workerCount: 3, maxRunningPerRing: 1);
+        var slow = new PatternExecutor { BeforeExecute = _ => gate.Wait() };
+        try
+        {
+            loop.Add(a.Ring, a.Source, slow);
+            loop.Add(b.Ring, b.Source, slow);
+            loop.Add(c.Ring, c.Source, slow);
+            loop.Add(f.Ring, f.Source, new PatternExecutor());
+            SubmitMix(a, 1, 0);
+            Assert.True(Wait.Until(() => Volatile.Read(ref slow.Running) == 1));
+            SubmitMix(f, 8, 100);
+            Assert.True(f.Sim.WaitForCompletions(8, Long));
+            Thread.Sleep(20);
+
+            SubmitMix(b, 1, 200);
+            Assert.True(Wait.Until(() => Volatile.Read(ref slow.Running) == 2, 5_000), "B's command was not noticed");
+            SubmitMix(c, 1, 300);
+            Assert.True(Wait.Until(() => Volatile.Read(ref slow.Running) == 3, 5_000), "C's command was not noticed");
+
+            var queued = a.Sim.Submit(Read10(400, 8), dataInLength: 4096); // waits: A runs one at a time
+            Assert.True(a.Sim.TrySubmitTmr((byte)TmrType.AbortTask, [queued.CmdId]));
+            Assert.True(a.Sim.WaitForCompletions(1, TimeSpan.FromSeconds(5)), "the ABORT TASK was not served");
+            Assert.Equal((byte)ScsiStatus.TaskAborted, a.Sim.ForTicket(queued.Ticket)!.Status);
+        }
+        finally
+        {
+            gate.Set();
+        }
+        foreach (var d in new[] { a, b, c })
+            Assert.True(d.Sim.WaitForCompletions(d == a ? 2 : 1, Long));
+        Assert.True(loop.Stop(Long));
+        foreach (var d in new[] { a, b, c, f }) d.Dispose();
+    }
+
+    [Fact]
     public unsafe void DeviceGoneIsReported_AndTheRingCanBeRemoved()
     {
         var lost = new ConcurrentQueue<(TcmuRing Ring, string Why)>();
