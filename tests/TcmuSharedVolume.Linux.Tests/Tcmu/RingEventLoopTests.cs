@@ -323,10 +323,10 @@ public class RingEventLoopTests
         // a burst on ring F leaves the three other threads standing by (one watch, two asleep).
         // B's and C's commands then arrive with nobody in epoll: the watch finds B's and runs it,
         // and someone must still notice C's, and after that an ABORT TASK on A.
-        var a = new SimulatedDevice("a");
-        var b = new SimulatedDevice("b");
-        var c = new SimulatedDevice("c");
-        var f = new SimulatedDevice("f");
+        using var a = new SimulatedDevice("a");
+        using var b = new SimulatedDevice("b");
+        using var c = new SimulatedDevice("c");
+        using var f = new SimulatedDevice("f");
         using var gate = new ManualResetEventSlim(false);
         using var loop = new RingEventLoop(workerCount: 3, maxRunningPerRing: 1);
         var slow = new PatternExecutor { BeforeExecute = _ => gate.Wait() };
@@ -359,7 +359,6 @@ public class RingEventLoopTests
         foreach (var d in new[] { a, b, c })
             Assert.True(d.Sim.WaitForCompletions(d == a ? 2 : 1, Long));
         Assert.True(loop.Stop(Long));
-        foreach (var d in new[] { a, b, c, f }) d.Dispose();
     }
 
     [Fact]
