@@ -3,7 +3,9 @@
 #   sharedvol  this daemon (user:sharedvol, a TCMU backstore created through configfs)
 #   file       tcmu-runner's user:file handler (Debian's tcmu source, out/bench/handler_file.so)
 #   fileio     LIO's in-kernel fileio backstore (fd_buffered_io=1: write-back, as targetcli's default)
-# all three on the same 1 GiB file, one at a time, each at its defaults and then with the
+#   ceiling    scripts/bench/tcmu-ring-ceiling: a TCMU handler that completes READ and WRITE at
+#              once without touching data: what TCMU's kernel side leaves for any handler
+# the first three on the same 1 GiB file, one at a time, each at its defaults and then with the
 # settings named in TUNED; then 128 paths of one volume on this daemon.
 # Raw results go to out/bench/results.jsonl, the markdown body to out/bench/bench-body.md.
 # Not named NN-*.sh: run-all.sh does not run it.
@@ -34,13 +36,19 @@ RES=$OUT/results.jsonl
 TUNED="hw_max_sectors=2048"   # the only setting changed in the tuned runs (all TCMU backstores)
 HZ=$(getconf CLK_TCK)
 RUNNER_PID=
+CEILING_PID=
 
-cleanup() { stop_daemon; [ -z "$RUNNER_PID" ] || kill "$RUNNER_PID" 2>/dev/null || true; }
+cleanup() {
+    stop_daemon
+    [ -z "$RUNNER_PID" ] || kill "$RUNNER_PID" 2>/dev/null || true
+    [ -z "$CEILING_PID" ] || kill "$CEILING_PID" 2>/dev/null || true
+}
 trap cleanup EXIT
 
 mkdir -p "$OUT"
 : >"$RES"
 [ -s "$OUT/handler_file.so" ] || fail "no $OUT/handler_file.so: run scripts/bench/build-tcmu-file-handler.sh on the host"
+[ -x "$OUT/tcmu-ring-ceiling" ] || fail "no $OUT/tcmu-ring-ceiling: tests/e2e/bench.sh builds it on the host"
 
 load_modules
 say "guest: $(uname -r), $(nproc) CPUs, $(awk '/MemTotal/{print int($2/1024)}' /proc/meminfo) MiB; fio $(fio --version)"
@@ -77,7 +85,8 @@ tcmu_backstore() {
     echo -n "dev_config=$cfg" > "$d/control"
     echo -n "dev_size=$SIZE" > "$d/control"
     for c in "$@"; do echo -n "$c" > "$d/control"; done
-    case $cfg in sharedvol/*) echo -n "nl_reply_supported=-1" > "$d/control" ;; esac
+    # Nothing replies for these two on netlink (tcmu-runner, if it ran, made the kernel wait for replies).
+    case $cfg in sharedvol/*|ceiling/*) echo -n "nl_reply_supported=-1" > "$d/control" ;; esac
     echo 1 > "$d/enable"
     case $cfg in sharedvol/*)
         for _ in $(seq 1 300); do grep -q "user_$idx/$name: serving" /tmp/daemon.log && break; sleep 0.2; done
@@ -224,6 +233,25 @@ bench_runner() {
     RUNNER_PID=
 }
 
+# --- the ceiling: a TCMU handler that does nothing -------------------------------------------
+bench_ceiling() {
+    local cfg=$1; shift
+    local b dev uio
+    b=$(tcmu_backstore bench-d "ceiling/bench" "$@")
+    # Its UIO device is named after the backstore (tcmu-abi.md §2.1).
+    uio=$(grep -l "^tcm-user/${b#"$CFS/core/user_"}/ceiling/bench$" /sys/class/uio/uio*/name | head -n1)
+    [ -n "$uio" ] || fail "no UIO device for $b"
+    uio=$(dirname "$uio")
+    "$OUT/tcmu-ring-ceiling" "/dev/$(basename "$uio")" "$(cat "$uio/maps/map0/size")" "$SIZE" \
+        "$(cat "$b/attrib/hw_block_size")" 2>/tmp/ceiling.log &
+    CEILING_PID=$!
+    dev=$(loop_export "$b" naa.5001405000000dd1)
+    suite ceiling "$cfg" "$dev" "$CEILING_PID"
+    unexport naa.5001405000000dd1; remove_backstore "$b"
+    wait "$CEILING_PID" 2>/dev/null || true   # it ends when its device goes
+    CEILING_PID=
+}
+
 # --- (c) LIO fileio ----------------------------------------------------------------------------
 bench_fileio() {
     local cfg=$1 b dev
@@ -246,10 +274,13 @@ for ROUND in $(seq 1 "$ROUNDS"); do
     [ "${BENCH_BASELINE:-0}" = 1 ] && [ $((ROUND % 2)) = 1 ] && bench_baseline default
     want tcmu-runner:default && bench_runner default
     want fileio:default && bench_fileio default   # fileio has nothing to tune: its runs serve both tables
+    want ceiling:default && bench_ceiling default
     # shellcheck disable=SC2086 # TUNED is a list of control words
     want sharedvol:tuned && bench_sharedvol tuned $TUNED
     # shellcheck disable=SC2086
     want tcmu-runner:tuned && bench_runner tuned $TUNED
+    # shellcheck disable=SC2086
+    want ceiling:tuned && bench_ceiling tuned $TUNED
 done
 [ -z "${BENCH_ONLY:-}" ] || PATHS=0
 

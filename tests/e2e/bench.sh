@@ -14,6 +14,9 @@
 #   BENCH_PERF=1 (perf record of the whole VM during each run: out/bench/perf/*.txt),
 #   BENCH_BASELINE=1 (also out/baseline/tcmu-shared-volume, an earlier build, as sharedvol-base
 #   in every round: an A/B of a data-path change in one boot; the report adds a table).
+# Every round also runs "ceiling" (scripts/bench/tcmu-ring-ceiling.c): a TCMU handler that does
+# no work of its own, the most a handler that sleeps while its ring is empty can get out of this
+# kernel and VM.
 set -euo pipefail
 
 here=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)
@@ -23,6 +26,8 @@ mkdir -p "$out"
 [[ -x $repo/out/bin/tcmu-shared-volume ]] || { echo "bench: run make publish first" >&2; exit 2; }
 
 "$repo/scripts/bench/build-tcmu-file-handler.sh" "$out"
+# The yardstick handler (system "ceiling"): the guest is the same Debian release, so it runs there.
+gcc -O2 -Wall -Wextra -Werror -o "$out/tcmu-ring-ceiling" "$repo/scripts/bench/tcmu-ring-ceiling.c"
 rm -f "$out/bench-body.md" "$out/results.jsonl"
 
 args=()
