@@ -176,30 +176,34 @@ int main(int argc, char **argv)
     uint32_t next = *tail;   /* parse cursor: nothing of ours is in flight at start */
     fprintf(stderr, "tcmu-ring-ceiling: serving %s, ring %u bytes\n", argv[1], ring_size);
 
+    /* Drain first, then wait: commands queued before open() moved the event counter before
+     * this fd existed, so a read would not return for them (tcmu-abi.md §2.4). */
     for (;;) {
+        uint32_t h = __atomic_load_n(head, __ATOMIC_ACQUIRE);
+        if (next != h) {
+            while (next != h) {
+                uint8_t *e = ring + next;
+                uint32_t len_op = rd32(e), len = len_op & ~(uint32_t)OP_MASK;
+                if (len == 0 || len > ring_size - next) {
+                    fprintf(stderr, "tcmu-ring-ceiling: bad entry at %u (len_op %#x)\n", next, len_op);
+                    return 1;
+                }
+                if ((len_op & OP_MASK) == OP_CMD) serve_entry(e);
+                next = (next + len) % ring_size;
+            }
+            __atomic_store_n(tail, next, __ATOMIC_RELEASE);
+            uint32_t kick = 1;
+            if (write(fd, &kick, 4) != 4 && errno != EINTR) {
+                fprintf(stderr, "tcmu-ring-ceiling: kick: %s\n", strerror(errno));
+                return 1;
+            }
+        }
         uint32_t events;
-        /* Blocks until the kernel's event counter moves past what this fd last saw (§2.4). */
+        /* Blocks until the kernel's event counter moves past what this fd last saw. */
         if (read(fd, &events, 4) != 4) {
             if (errno == EINTR) continue;
             fprintf(stderr, "tcmu-ring-ceiling: %s gone (%s)\n", argv[1], strerror(errno));
             return 0;
-        }
-        uint32_t h = __atomic_load_n(head, __ATOMIC_ACQUIRE);
-        if (next == h) continue;
-        while (next != h) {
-            uint8_t *e = ring + next;
-            uint32_t len_op = rd32(e), len = len_op & ~(uint32_t)OP_MASK;
-            if (len == 0 || len > ring_size - next) {
-                fprintf(stderr, "tcmu-ring-ceiling: bad entry at %u (len_op %#x)\n", next, len_op);
-                return 1;
-            }
-            if ((len_op & OP_MASK) == OP_CMD) serve_entry(e);
-            next = (next + len) % ring_size;
-        }
-        __atomic_store_n(tail, next, __ATOMIC_RELEASE);
-        if (write(fd, &events, 4) != 4 && errno != EINTR) {
-            fprintf(stderr, "tcmu-ring-ceiling: kick: %s\n", strerror(errno));
-            return 1;
         }
     }
 }

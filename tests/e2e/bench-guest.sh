@@ -245,6 +245,8 @@ bench_ceiling() {
     "$OUT/tcmu-ring-ceiling" "/dev/$(basename "$uio")" "$(cat "$uio/maps/map0/size")" "$SIZE" \
         "$(cat "$b/attrib/hw_block_size")" 2>/tmp/ceiling.log &
     CEILING_PID=$!
+    for _ in $(seq 1 50); do grep -q serving /tmp/ceiling.log && break; sleep 0.1; done
+    grep -q serving /tmp/ceiling.log || { cat /tmp/ceiling.log; fail "tcmu-ring-ceiling did not start"; }
     dev=$(loop_export "$b" naa.5001405000000dd1)
     suite ceiling "$cfg" "$dev" "$CEILING_PID"
     unexport naa.5001405000000dd1; remove_backstore "$b"
