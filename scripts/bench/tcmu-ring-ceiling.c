@@ -1,5 +1,5 @@
 /*
- * scripts/bench/tcmu-ring-ceiling.c — the fastest TCMU handler there can be, as a yardstick.
+ * scripts/bench/tcmu-ring-ceiling.c — a TCMU handler that does no work, as a yardstick.
  *
  * Serves one TCMU device (a LIO `user` backstore) and does no work for it: READ and WRITE
  * complete GOOD at once without touching their data (reads return whatever the data area
@@ -7,8 +7,9 @@
  * left is the kernel's share of every TCMU command — tcm_loop, LIO, the ring, the data-area
  * copies, the wake-ups — plus one wait, one pass over the ring and one completion write per
  * batch, the least any handler can do. tests/e2e/bench-guest.sh runs it as system "ceiling":
- * no handler that sleeps while its ring is empty can beat its IOPS on the same kernel and VM,
- * so it shows how much of a gap to LIO's fileio or to tcmu-runner a handler can close at all.
+ * within the noise, no handler that sleeps while its ring is empty gets more IOPS out of the
+ * same kernel and VM, so it shows how much of a gap to LIO's fileio or to tcmu-runner a
+ * handler can close at all.
  *
  * Never for data: it loses every write. Written from ../shared/docs/tcmu-abi.md (§2.4 the wait
  * and kick, §3.1 the mailbox, §4 ring entries); completes in ring order, one kick per batch.
@@ -17,7 +18,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -89,8 +89,8 @@ for cname, cmap in CONFIGS.items():
               f"{f('p99_us', b)} | {f('p99_us', c)} |")
     print()
     if any(get("ceiling", cmap["ceiling"], wl) for wl in WORKLOADS):
-        # d = a handler that does no work of its own: no handler that sleeps while its ring is
-        # empty can do better in this VM, so d/b and d/c bound what a/b and a/c can become.
+        # d = a handler that does no work of its own: within the noise, no handler that sleeps
+        # while its ring is empty does better in this VM, so d/b and d/c bound a/b and a/c.
         print("| workload | d IOPS | d/b | d/b per round | d/c | d/c per round | a/d | a/d per round |")
         print("|---|---:|---:|---|---:|---|---:|---|")
         for wl in WORKLOADS:
