@@ -253,9 +253,9 @@ bench_ceiling() {
         sleep 0.1
     done
     if ! grep -q serving /tmp/ceiling.log; then
-        # A yardstick, not what is measured: a round without it still counts. (On 2026-12-03,
-        # twice in four rounds, both right after tcmu-runner's tuned run, it reported only after
-        # the wait, then 5 s and 30 s, had ended; not diagnosed.)
+        # A yardstick, not what is measured: a round without it still counts. (On 2026-12-03 it
+        # reported only after the wait, 5 s and then 30 s, had ended, four times in about a dozen
+        # rounds, with nothing in its log; not diagnosed.)
         echo "ceiling ($cfg): tcmu-ring-ceiling did not start within 30 s; skipped this round:"
         cat /tmp/ceiling.log; grep -H . /proc/"$CEILING_PID"/wchan 2>/dev/null || true
         kill "$CEILING_PID" 2>/dev/null || true; wait "$CEILING_PID" 2>/dev/null || true

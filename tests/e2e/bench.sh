@@ -15,8 +15,8 @@
 #   BENCH_BASELINE=1 (also out/baseline/tcmu-shared-volume, an earlier build, as sharedvol-base
 #   in every round: an A/B of a data-path change in one boot; the report adds a table).
 # Every round also runs "ceiling" (scripts/bench/tcmu-ring-ceiling.c): a TCMU handler that does
-# no work of its own: within the noise, the most a handler that sleeps while its ring is empty gets out of this
-# kernel and VM.
+# no work of its own: within the noise, the most a handler that sleeps while its ring is empty
+# gets out of this kernel and VM.
 set -euo pipefail
 
 here=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)
