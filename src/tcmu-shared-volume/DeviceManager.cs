@@ -97,6 +97,8 @@ public sealed class DeviceManager : IDisposable
         {
             return Refuse(key, $"cannot open volume {config.Path}: {e.Message}", -5);
         }
+        if (config.AbortTimeout is { } abortTimeout && volume.Paths.Count == 0)
+            volume.Reservations.AbortDrainTimeout = abortTimeout;
         if (volume.BlockSize != blockSize)
         {
             CloseVolumeIfUnused(volume);

@@ -15,7 +15,7 @@ public class ReservationGateBenchmarks
 {
     private sealed class NoDrain : ICommandDrain
     {
-        public void DrainCommands(IReadOnlyCollection<ItNexus> nexuses, TimeSpan timeout) { }
+        public bool DrainCommands(IReadOnlyCollection<ItNexus> nexuses, TimeSpan timeout) => true;
     }
 
     private static readonly byte[] Read10 = [0x28, 0, 0, 0, 0, 0, 0, 0, 8, 0];

@@ -36,8 +36,26 @@ public sealed class VolumeReservations
     /// </summary>
     public static readonly SenseCode PersistFailureSense = SenseCode.InternalTargetFailure;
 
-    /// <summary>How long PREEMPT AND ABORT waits for the preempted nexuses' commands to finish.</summary>
-    public static TimeSpan AbortDrainTimeout { get; set; } = TimeSpan.FromSeconds(30);
+    /// <summary>
+    /// Default of <see cref="AbortDrainTimeout"/>: well under the 30 s that both LIO's TCMU
+    /// cmd_time_out and Linux sd give a command, so that the PREEMPT AND ABORT itself is answered
+    /// (with an error) before the kernel or the initiator times it out.
+    /// </summary>
+    public static readonly TimeSpan DefaultAbortDrainTimeout = TimeSpan.FromSeconds(20);
+
+    /// <summary>
+    /// PREEMPT AND ABORT whose preempted nexuses still have commands running at the deadline:
+    /// HARDWARE ERROR, INTERNAL TARGET FAILURE (44h/00h). Their writes may still land, so the
+    /// preemptor must not be told GOOD. The new table stays in force (it already refuses every
+    /// new command of the preempted nexuses; putting the old one back would let them write
+    /// again): a retry gets RESERVATION CONFLICT for the key that is gone, and a fence agent
+    /// escalates instead of believing the node is fenced. Not retried by initiators on its own.
+    /// </summary>
+    public static readonly SenseCode AbortDrainTimeoutSense = SenseCode.InternalTargetFailure;
+
+    /// <summary>How long PREEMPT AND ABORT waits for the preempted nexuses' commands to finish
+    /// (per volume: cfgstring <c>abort_timeout=</c>). Keep it below the initiators' command timeout.</summary>
+    public TimeSpan AbortDrainTimeout { get; set; } = DefaultAbortDrainTimeout;
 
     private readonly IReservationStore _store;
     private readonly Func<IEnumerable<ItNexus>> _nexuses;
@@ -395,11 +413,15 @@ public sealed class VolumeReservations
                 // while we wait for their commands in flight (pr-requirements §1.10).
                 Volatile.Write(ref _state, next);
                 QueueUnitAttentions(effects.UnitAttentions);
-                if (effects.Preempted.Count > 0)
+                // We only drain (commands that passed the gate finish normally); nothing is
+                // aborted, so no COMMANDS CLEARED BY ANOTHER INITIATOR unit attention is due.
+                if (effects.Preempted.Count > 0 && !_drain.DrainCommands(effects.Preempted, AbortDrainTimeout))
                 {
-                    // We only drain (commands that passed the gate finish normally); nothing is
-                    // aborted, so no COMMANDS CLEARED BY ANOTHER INITIATOR unit attention is due.
-                    _drain.DrainCommands(effects.Preempted, AbortDrainTimeout);
+                    Log.Error($"reservations: PREEMPT AND ABORT from {issuer}: commands of {string.Join(", ", effects.Preempted)} " +
+                        $"still running after {AbortDrainTimeout.TotalSeconds:0.#} s (backing store not answering); " +
+                        "failed with HARDWARE ERROR, the preemption stays in force and their writes may still land");
+                    command.CheckCondition(AbortDrainTimeoutSense);
+                    return;
                 }
             }
         }

@@ -8,6 +8,10 @@ namespace TcmuSharedVolume.Scsi;
 /// </summary>
 public static class CommandSet
 {
+    /// <summary>Race tests only: runs after a command passed the reservation gate and before it
+    /// executes, to hold it in the window PREEMPT AND ABORT must account for. Null in production.</summary>
+    internal static Action<VolumePath>? GatePassedForTests;
+
     public static void Execute(VolumePath path, ScsiCommand command)
     {
         var volume = path.Volume;
@@ -36,16 +40,21 @@ public static class CommandSet
             return;
         }
 
-        if (!reservations.IsAllowed(path.Nexus, cdb))
-        {
-            command.ReservationConflict();
-            return;
-        }
-
-        // Counted so that PREEMPT AND ABORT can wait for commands that already passed the gate.
+        // Counted before the gate, never after: PREEMPT AND ABORT publishes the new table and
+        // then reads these counters, so a command either sees the new table here or is counted
+        // there and waited for. Checking first would let a write pass the old table, be missed
+        // by the drain, and land after the preemptor was told GOOD. The increment is a full
+        // fence, which orders it before the table is read (the drain's side is in
+        // Volume.DrainCommands).
         path.BeginCommand();
         try
         {
+            if (!reservations.IsAllowed(path.Nexus, cdb))
+            {
+                command.ReservationConflict();
+                return;
+            }
+            GatePassedForTests?.Invoke(path);
             if (!PrimaryCommands.TryExecute(path, command) && !BlockCommands.TryExecute(path, command))
                 command.CheckCondition(SenseCode.InvalidCommandOperationCode, FieldPointer.Cdb(0));
         }

@@ -86,23 +86,30 @@ public sealed class Volume : ICommandDrain, IDisposable
     }
 
     /// <summary>
-    /// PREEMPT AND ABORT: wait until no command that already passed the reservation gate on
-    /// the given nexuses is still running, so that no write of a fenced node lands after GOOD.
-    /// New commands from them are already refused by the gate when this is called.
+    /// PREEMPT AND ABORT: waits until no command of the given nexuses that may have passed the
+    /// reservation gate is still running, so that no write of a fenced node lands after GOOD.
+    /// The caller has already published the table that refuses them. Returns false if some are
+    /// still running at the deadline (a hung backing store): the caller must not report success.
     /// </summary>
-    public void DrainCommands(IReadOnlyCollection<ItNexus> nexuses, TimeSpan timeout)
+    public bool DrainCommands(IReadOnlyCollection<ItNexus> nexuses, TimeSpan timeout)
     {
-        var deadline = DateTime.UtcNow + timeout;
-        var spin = new SpinWait();
+        // Pairs with the increment-then-read of CommandSet.Execute (Dekker): the table was
+        // published before this fence, the counters are read after it, so a command that read
+        // the old table is already counted here.
+        Interlocked.MemoryBarrier();
+        long deadline = Environment.TickCount64 + (long)timeout.TotalMilliseconds;
         foreach (var path in Paths)
         {
             if (path.Nexus is null || !nexuses.Contains(path.Nexus)) continue;
-            while (path.InFlight > 0 && DateTime.UtcNow < deadline)
+            var spin = new SpinWait();
+            while (path.InFlight > 0)
             {
+                if (Environment.TickCount64 >= deadline) return false;
                 if (spin.NextSpinWillYield) Thread.Sleep(1);
                 else spin.SpinOnce();
             }
         }
+        return true;
     }
 
     public void Dispose()

@@ -23,7 +23,7 @@ public sealed class VolumeConfig
     public const string Prefix = Subtype + "/";
     public const string UioNamePrefix = "tcm-user/";
 
-    private const string KnownOptions = "size, serial, initiator, target, rtpi, direct, preallocate";
+    private const string KnownOptions = "size, serial, initiator, target, rtpi, direct, preallocate, abort_timeout";
 
     private VolumeConfig(string devConfig, string path)
     {
@@ -58,6 +58,14 @@ public sealed class VolumeConfig
     public bool Direct { get; private set; }
 
     public bool Preallocate { get; private set; }
+
+    /// <summary>How long PREEMPT AND ABORT waits for the preempted nexuses' commands before it
+    /// fails (<c>abort_timeout=</c> seconds); null for the default.</summary>
+    public TimeSpan? AbortTimeout { get; private set; }
+
+    /// <summary>Largest <c>abort_timeout=</c>: the answer must reach the initiator before its own
+    /// command timeout (30 s in Linux sd and in LIO's TCMU cmd_time_out by default).</summary>
+    public const int MaxAbortTimeoutSeconds = 25;
 
     /// <summary>Whether a device's dev_config belongs to this daemon (the only devices it serves or replies for).</summary>
     public static bool IsOurs(string? devConfig) => devConfig is not null && devConfig.StartsWith(Prefix, StringComparison.Ordinal);
@@ -100,7 +108,7 @@ public sealed class VolumeConfig
             if (item.IsEmpty) continue;
             int eq = item.IndexOf('=');
             var key = (eq < 0 ? item : item[..eq]).Trim().ToString().ToLowerInvariant();
-            if (key is not ("size" or "serial" or "initiator" or "target" or "rtpi" or "direct" or "preallocate"))
+            if (key is not ("size" or "serial" or "initiator" or "target" or "rtpi" or "direct" or "preallocate" or "abort_timeout"))
             {
                 reason = $"unknown option '{key}': known options are {KnownOptions}";
                 return false;
@@ -184,6 +192,14 @@ public sealed class VolumeConfig
                     return false;
                 }
                 Direct = direct;
+                return true;
+            case "abort_timeout":
+                if (!TryParseUInt(value, out var seconds) || seconds is 0 or > MaxAbortTimeoutSeconds)
+                {
+                    reason = $"abort_timeout={value} must be whole seconds from 1 to {MaxAbortTimeoutSeconds}, below the initiators' command timeout";
+                    return false;
+                }
+                AbortTimeout = TimeSpan.FromSeconds(seconds);
                 return true;
             default: // preallocate
                 if (!TryParseFlag(value, out var pre))

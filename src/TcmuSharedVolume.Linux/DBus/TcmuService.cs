@@ -63,6 +63,8 @@ public sealed unsafe class TcmuService : IDisposable
         "  initiator  the one initiator allowed on this backstore; write ':' as %3A, since the\n" +
         "             config string may not contain ':' (e.g. iqn.2024-01.org.example%3Anode1).\n" +
         "             Without it, the initiator is taken from the LIO ACL that maps this backstore.\n" +
+        "  abort_timeout  seconds PREEMPT AND ABORT waits for the fenced node's commands before it\n" +
+        "             fails (1-25, default 20); below the initiators' command timeout.\n" +
         "Easier: tsvctl export iscsi --volume PATH --target IQN --initiator IQN ...";
 
     private const string ChangeMediumMessage =

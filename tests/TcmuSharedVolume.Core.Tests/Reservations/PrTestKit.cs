@@ -19,10 +19,14 @@ public sealed class RecordingDrain : ICommandDrain
     public List<IReadOnlyCollection<ItNexus>> Calls { get; } = [];
     public Action<IReadOnlyCollection<ItNexus>>? OnDrain { get; set; }
 
-    public void DrainCommands(IReadOnlyCollection<ItNexus> nexuses, TimeSpan timeout)
+    /// <summary>What the drain reports: false plays commands still running at the deadline.</summary>
+    public bool Drained { get; set; } = true;
+
+    public bool DrainCommands(IReadOnlyCollection<ItNexus> nexuses, TimeSpan timeout)
     {
         Calls.Add([.. nexuses]);
         OnDrain?.Invoke(nexuses);
+        return Drained;
     }
 }
 
