@@ -105,6 +105,14 @@ uninstall:
 rpm: publish-aot
 	packaging/build-rpm.sh
 
+# A one-node Ceph on 127.0.0.1 (one monitor, one memstore OSD, cephx) under /var/tmp/tsv-ceph,
+# from Debian's packages: for the RBD tests and demos. Idempotent; prints its ceph.conf path.
+.PHONY: ceph ceph-stop
+ceph:
+	scripts/ceph/start.sh
+ceph-stop:
+	WIPE=1 scripts/ceph/stop.sh
+
 clean:
 	rm -rf $(OUT)
 	$(DOTNET) clean TcmuSharedVolume.sln -c $(CONFIGURATION) >/dev/null
