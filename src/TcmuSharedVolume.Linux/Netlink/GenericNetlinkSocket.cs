@@ -39,6 +39,26 @@ public sealed unsafe class GenericNetlinkSocket : IDisposable
 
     public uint NextSequence() => Interlocked.Increment(ref _sequence);
 
+    /// <summary>The port the kernel assigned to this socket (getsockname's nl_pid).</summary>
+    public uint PortId
+    {
+        get
+        {
+            var address = new SockaddrNl();
+            uint length = (uint)sizeof(SockaddrNl);
+            if (Libc.getsockname(_fd, &address, &length) != 0) throw Error("getsockname(netlink)");
+            return address.PortId;
+        }
+    }
+
+    /// <summary>Sends one datagram to another netlink socket (tests: a process posing as the kernel).</summary>
+    internal void SendTo(uint portId, ReadOnlySpan<byte> datagram)
+    {
+        var to = new SockaddrNl { Family = Libc.AF_NETLINK, PortId = portId };
+        fixed (byte* p = datagram)
+            if (Libc.sendto(_fd, p, datagram.Length, 0, &to, (uint)sizeof(SockaddrNl)) < 0) throw Error("sendto(netlink)");
+    }
+
     /// <summary>Sends one datagram to the kernel (port 0).</summary>
     public void Send(ReadOnlySpan<byte> datagram)
     {
@@ -54,14 +74,26 @@ public sealed unsafe class GenericNetlinkSocket : IDisposable
         }
     }
 
-    /// <summary>One datagram; 0 when <paramref name="wait"/> is false and nothing is queued.</summary>
+    /// <summary>Datagrams from other sockets than the kernel's that were dropped.</summary>
+    public long DroppedFromUserspace { get; private set; }
+
+    /// <summary>One datagram from the kernel; 0 when <paramref name="wait"/> is false and nothing
+    /// is queued. A datagram another process sent to our port (nl_pid != 0) is dropped: only the
+    /// kernel may announce devices, whatever the kernel's own CAP_NET_ADMIN check lets through.</summary>
     public int Receive(Span<byte> buffer, bool wait = true)
     {
         fixed (byte* p = buffer)
         {
             while (true)
             {
-                nint n = Libc.recvfrom(_fd, p, buffer.Length, wait ? 0 : Libc.MSG_DONTWAIT, null, null);
+                var from = new SockaddrNl();
+                uint fromLength = (uint)sizeof(SockaddrNl);
+                nint n = Libc.recvfrom(_fd, p, buffer.Length, wait ? 0 : Libc.MSG_DONTWAIT, &from, &fromLength);
+                if (n >= 0 && from.PortId != 0)
+                {
+                    DroppedFromUserspace++;
+                    continue;
+                }
                 if (n >= 0) return (int)n;
                 int errno = Marshal.GetLastPInvokeError();
                 if (errno == Libc.EINTR) continue;

@@ -36,4 +36,28 @@ public class GenericNetlinkSocketTests
         Assert.Null(channel);
         Assert.Equal("generic netlink family 'TCM-USER' not found (is the target_core_user module loaded?)", error);
     }
+
+    [Fact]
+    public void ADatagramFromAnotherProcessIsNotTakenForTheKernels()
+    {
+        // A local process posing as the kernel (it needs CAP_NET_ADMIN to get through at all,
+        // which the test runs with as root) must not be able to announce or remove devices.
+        using var daemon = GenericNetlinkSocket.Open();
+        using var impostor = GenericNetlinkSocket.Open();
+        var forged = new byte[20];
+        BitConverter.TryWriteBytes(forged.AsSpan(0), forged.Length);
+        try
+        {
+            impostor.SendTo(daemon.PortId, forged);
+        }
+        catch (IOException e) when (e.Message.Contains("Operation not permitted"))
+        {
+            return; // without CAP_NET_ADMIN the kernel itself refuses: nothing to drop
+        }
+        Assert.Equal(0, daemon.Receive(new byte[4096], wait: false));
+        Assert.Equal(1, daemon.DroppedFromUserspace);
+
+        // The kernel's own answers still arrive.
+        Assert.Equal(Nl.GenlIdCtrl, daemon.ResolveFamily("nlctrl").Id);
+    }
 }
