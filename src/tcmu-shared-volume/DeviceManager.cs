@@ -53,6 +53,9 @@ public sealed class DeviceManager : IDisposable
         public TcmuRing Ring => Mapping.Ring;
         public long NextBindAttempt;
         public long NextRebind;
+        /// <summary>The nexus this path first served. Unbinding keeps it: the path may be bound
+        /// again to this nexus only, so commands of another initiator are never taken for this one's.</summary>
+        public ItNexus? Pinned;
         public NexusSessionWatch? Watch;
         public NexusBinding? Binding;
     }
@@ -162,6 +165,7 @@ public sealed class DeviceManager : IDisposable
             var device = new Device(key, mapping, path, backstore, config)
             {
                 Binding = binding,
+                Pinned = binding.Nexus,
                 NextRebind = Environment.TickCount64 + (long)RebindInterval.TotalMilliseconds,
             };
             device.Watch = new NexusSessionWatch(_configfs);
@@ -413,7 +417,13 @@ public sealed class DeviceManager : IDisposable
             }
             if (binding.Nexus is { } nexus)
             {
+                if (device.Pinned is { } pinned && !pinned.Equals(nexus))
+                {
+                    device.Path.SetUnboundReason(Moved(nexus, pinned));
+                    return;
+                }
                 device.Binding = binding;
+                device.Pinned = nexus;
                 device.NextRebind = now + (long)RebindInterval.TotalMilliseconds;
                 if (device.Path.Bind(nexus)) Log.Notice($"{device.Key}: bound to {nexus}");
             }
@@ -432,7 +442,9 @@ public sealed class DeviceManager : IDisposable
     /// longer be pinned to exactly one I_T nexus is unbound: it keeps serving I/O as an
     /// unregistered nexus, PR OUT on it is refused, and the registrations made through it stay in
     /// the table (they belong to the initiator, which may come back). A path that now resolves to
-    /// another nexus is unbound too, with the reason logged; it is never switched in place.
+    /// another nexus is unbound too, with the reason logged, and stays unbound: it is bound again
+    /// only to the nexus it first served (after an ambiguity is resolved, say), never switched to
+    /// another initiator, whose commands would then use the first one's registrations.
     /// Returns whether the path was unbound.
     /// </summary>
     private bool CheckBinding(Device device, bool force = false)
@@ -456,7 +468,7 @@ public sealed class DeviceManager : IDisposable
             }
             if (binding.Nexus is { } nexus && nexus.Equals(current)) return false;
             string reason = binding.Nexus is { } other
-                ? $"configfs now maps this backstore to {other}, not {current}"
+                ? Moved(other, current)
                 : binding.UnboundReason ?? "the nexus can no longer be resolved";
             if (!device.Path.Unbind(reason)) return false;
             // The next bind attempt waits a full second, so the change is seen in the log between.
@@ -465,6 +477,10 @@ public sealed class DeviceManager : IDisposable
             return true;
         }
     }
+
+    private static string Moved(ItNexus now, ItNexus before) =>
+        $"configfs now maps this backstore to {now}, but it served {before}: a path never changes its initiator; " +
+        $"remove and re-create the backstore (or restart the daemon) to serve {now.Initiator.Name} through it";
 
     /// <summary>
     /// Control-thread tick: frees removed rings that became idle, binds paths that are still
