@@ -99,10 +99,9 @@ public sealed class Daemon
             // Block netlink and fail what a previous daemon left pending, so no enable/rmdir
             // stays stuck, then adopt what exists, then unblock, whatever adoption threw.
             var started = System.Diagnostics.Stopwatch.StartNew();
-            bool blocked = TryBlockNetlink(configfs);
-            TcmuNetlinkChannel? netlink;
+            TcmuNetlinkChannel? netlink = null;
             var discovery = new UioDiscovery();
-            try
+            WithNetlinkBlocked(configfs, blocked =>
             {
                 TcmuNetlinkChannel.TryOpen(out netlink, out var netlinkError);
                 Log.Info($"start: netlink {(blocked ? "blocked and reset" : "not blocked")} after {started.ElapsedMilliseconds} ms");
@@ -110,11 +109,7 @@ public sealed class Daemon
                     Log.Warning($"netlink: {netlinkError}; scanning for devices every second until it appears");
                 foreach (var device in SafeScan(discovery))
                     devices.Adopt(device, existing: true);
-            }
-            finally
-            {
-                if (blocked) TrySetBlockNetlink(configfs, false);
-            }
+            });
             Log.Info($"start: {devices.PathCount} existing device(s) adopted after {started.ElapsedMilliseconds} ms");
 
             notify.Ready(devices.StatusLine);
@@ -271,6 +266,25 @@ public sealed class Daemon
         {
             Log.Warning($"scanning {discovery.Root}: {e.Message}");
             return [];
+        }
+    }
+
+    /// <summary>
+    /// Runs start-up adoption with target_core_user's netlink blocked (and what a previous daemon
+    /// left waiting reset), and unblocks it afterwards whatever <paramref name="adopt"/> threw:
+    /// left blocked, every later enable and rmdir of a TCMU backstore, ours or not, fails with
+    /// EAGAIN until someone clears it by hand.
+    /// </summary>
+    internal static void WithNetlinkBlocked(TargetConfigfs configfs, Action<bool> adopt)
+    {
+        bool blocked = TryBlockNetlink(configfs);
+        try
+        {
+            adopt(blocked);
+        }
+        finally
+        {
+            if (blocked) TrySetBlockNetlink(configfs, false);
         }
     }
 

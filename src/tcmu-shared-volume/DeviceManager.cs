@@ -118,8 +118,9 @@ public sealed class DeviceManager : IDisposable
             {
                 // First of all, so that whatever happens below the device is blocked and its
                 // leftover commands are failed with BUSY rather than left to time out.
+                // Blocked even if the reset then failed: unblocked on success either way.
+                blocked = true;
                 var (resetOk, resetReason) = backstore.BlockAndResetRing();
-                blocked = resetOk;
                 if (!resetOk) Log.Warning($"{key}: could not reset the ring: {resetReason}");
             }
 
