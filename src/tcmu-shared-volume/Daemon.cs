@@ -31,8 +31,54 @@ public sealed class Daemon
 
     public void RequestReload() => _reload = true;
 
+    /// <summary>Exit status when another TCMU daemon (a second instance, or tcmu-runner) holds the
+    /// lock or the D-Bus name. The unit lists it in RestartPreventExitStatus=: restarting cannot
+    /// help until the other daemon is stopped.</summary>
+    public const int ExitAnotherDaemon = 3;
+
+    public const string DefaultLockFile = "/run/tcmu-shared-volume.lock";
+
+    /// <summary>tcmu-runner's single-instance lock (it takes a whole-file fcntl write lock).</summary>
+    public const string DefaultTcmuRunnerLockFile = "/run/tcmu.lock";
+
+    /// <summary>Our own single-instance lock file.</summary>
+    public string LockFile { get; init; } = DefaultLockFile;
+
+    /// <summary>tcmu-runner's lock file: held too, so that neither daemon starts beside the other.</summary>
+    public string TcmuRunnerLockFile { get; init; } = DefaultTcmuRunnerLockFile;
+
+    /// <summary>Takes both locks, ours first. Null with the reason logged when another daemon has one.</summary>
+    public static (InstanceLock? Own, InstanceLock? Runner, string? Error) AcquireLocks(string lockFile, string tcmuRunnerLockFile)
+    {
+        var own = InstanceLock.TryAcquire(lockFile, out bool held, out var error);
+        if (own is null)
+            return (null, null, held
+                ? $"another tcmu-shared-volume is running ({error}); stop it first: two daemons would read the same rings"
+                : error);
+        var runner = InstanceLock.TryAcquire(tcmuRunnerLockFile, out held, out error);
+        if (runner is null)
+        {
+            own.Dispose();
+            return (null, null, held
+                ? $"tcmu-runner is running ({error}); stop it first (systemctl stop tcmu-runner): both daemons answer TCMU netlink and cannot run side by side"
+                : error);
+        }
+        return (own, runner, null);
+    }
+
     public int Run(CancellationToken stop)
     {
+        // Before anything touches configfs, netlink or a ring: a second daemon would reset the
+        // first one's rings, map them and run a second reservation engine on the same volumes.
+        var (ownLock, runnerLock, lockError) = AcquireLocks(LockFile, TcmuRunnerLockFile);
+        if (ownLock is null || runnerLock is null)
+        {
+            Log.Error($"not starting: {lockError}");
+            return ExitAnotherDaemon;
+        }
+        using var heldOwn = ownLock;
+        using var heldRunner = runnerLock;
+
         using var notify = new SdNotify(Environment.GetEnvironmentVariable("NOTIFY_SOCKET"),
             Environment.GetEnvironmentVariable("WATCHDOG_USEC"), Environment.GetEnvironmentVariable("WATCHDOG_PID"));
         var configfs = new TargetConfigfs();
@@ -44,22 +90,28 @@ public sealed class Daemon
         devices = new DeviceManager(configfs, loop, _options.StateDirectory);
         try
         {
-            // tcmu-abi.md §5.2, anchors §6: block netlink and fail what a previous daemon left
-            // pending, so no enable/rmdir stays stuck, then adopt what exists, then unblock.
-            var started = System.Diagnostics.Stopwatch.StartNew();
-            bool blocked = TryBlockNetlink(configfs);
-            TcmuNetlinkChannel.TryOpen(out var netlink, out var netlinkError);
-            Log.Info($"start: netlink {(blocked ? "blocked and reset" : "not blocked")} after {started.ElapsedMilliseconds} ms");
-            if (netlink is null)
-                Log.Warning($"netlink: {netlinkError}; scanning for devices every second until it appears");
+            // The bus name before configfs too: a name owned by someone else means another TCMU
+            // daemon that took no lock (an old tcmu-runner, or one with another lock path).
+            if (!TryStartDBus(devices, out var dbus))
+                return ExitAnotherDaemon;
+            using var dbusOwned = dbus;
 
+            // Block netlink and fail what a previous daemon left pending, so no enable/rmdir
+            // stays stuck, then adopt what exists, then unblock, whatever adoption threw.
+            var started = System.Diagnostics.Stopwatch.StartNew();
+            TcmuNetlinkChannel? netlink = null;
             var discovery = new UioDiscovery();
-            foreach (var device in SafeScan(discovery))
-                devices.Adopt(device, existing: true);
-            if (blocked) TrySetBlockNetlink(configfs, false);
+            WithNetlinkBlocked(configfs, blocked =>
+            {
+                TcmuNetlinkChannel.TryOpen(out netlink, out var netlinkError);
+                Log.Info($"start: netlink {(blocked ? "blocked and reset" : "not blocked")} after {started.ElapsedMilliseconds} ms");
+                if (netlink is null)
+                    Log.Warning($"netlink: {netlinkError}; scanning for devices every second until it appears");
+                foreach (var device in SafeScan(discovery))
+                    devices.Adopt(device, existing: true);
+            });
             Log.Info($"start: {devices.PathCount} existing device(s) adopted after {started.ElapsedMilliseconds} ms");
 
-            using var dbus = StartDBus(devices);
             notify.Ready(devices.StatusLine);
             Log.Notice($"ready: {devices.StatusLine}");
 
@@ -125,7 +177,7 @@ public sealed class Daemon
                         waiter = new FdWaiter(netlink.Fd);
                         Log.Notice("netlink: TCM-USER family found; listening for device events");
                     }
-                    foreach (var device in SafeScan(discovery)) devices.Adopt(device, existing: false);
+                    foreach (var device in SafeScan(discovery)) devices.Adopt(device, existing: false, rescan: true);
                 }
                 devices.Tick();
                 notify.Watchdog();
@@ -141,7 +193,9 @@ public sealed class Daemon
         return netlink;
     }
 
-    private static void Handle(TcmuNetlinkEvent evt, TcmuNetlinkChannel netlink, UioDiscovery discovery, DeviceManager devices)
+    /// <summary>Answers one netlink event. Every request gets a reply, even when handling it threw:
+    /// the kernel's enable/rmdir waits for it.</summary>
+    internal static void Handle(TcmuNetlinkEvent evt, TcmuNetlinkChannel netlink, UioDiscovery discovery, DeviceManager devices)
     {
         if (!evt.ShouldReply) return; // another handler's device: not ours to answer
         if (evt.HbaIndex is not { } hba || evt.DeviceName is not { } name)
@@ -150,25 +204,34 @@ public sealed class Daemon
             netlink.Reply(evt, -22);
             return;
         }
+        if (evt.Command is not (TcmuCommand.AddedDevice or TcmuCommand.RemovedDevice or TcmuCommand.ReconfigDevice))
+            return;
         int status;
+        try
+        {
+            status = Dispatch(evt, hba, name, discovery, devices);
+        }
+        catch (Exception e)
+        {
+            status = Fail($"netlink {evt.Command} {evt.Device}: {e.GetType().Name}: {e.Message}", -5);
+        }
+        try { netlink.Reply(evt, status); }
+        catch (Exception e) when (e is IOException or NetlinkException) { Log.Error($"netlink reply for {evt.Device}: {e.Message}"); }
+    }
+
+    private static int Dispatch(TcmuNetlinkEvent evt, int hba, string name, UioDiscovery discovery, DeviceManager devices)
+    {
         switch (evt.Command)
         {
             case TcmuCommand.AddedDevice:
                 var found = discovery.FindByMinor((int)evt.Minor);
-                status = found is null ? Fail($"{evt.Device}: /sys/class/uio has no uio device with minor {evt.Minor}", -19)
+                return found is null ? Fail($"{evt.Device}: /sys/class/uio has no uio device with minor {evt.Minor}", -19)
                     : devices.Adopt(found, existing: false);
-                break;
             case TcmuCommand.RemovedDevice:
-                status = devices.Remove(hba, name);
-                break;
-            case TcmuCommand.ReconfigDevice:
-                status = devices.Reconfigure(hba, name, evt.NewDevConfig, evt.NewDevSize, evt.NewWriteCache);
-                break;
+                return devices.Remove(hba, name);
             default:
-                return;
+                return devices.Reconfigure(hba, name, evt.NewDevConfig, evt.NewDevSize, evt.NewWriteCache);
         }
-        try { netlink.Reply(evt, status); }
-        catch (Exception e) when (e is IOException or NetlinkException) { Log.Error($"netlink reply for {evt.Device}: {e.Message}"); }
     }
 
     private static int Fail(string message, int errno)
@@ -206,6 +269,25 @@ public sealed class Daemon
         }
     }
 
+    /// <summary>
+    /// Runs start-up adoption with target_core_user's netlink blocked (and what a previous daemon
+    /// left waiting reset), and unblocks it afterwards whatever <paramref name="adopt"/> threw:
+    /// left blocked, every later enable and rmdir of a TCMU backstore, ours or not, fails with
+    /// EAGAIN until someone clears it by hand.
+    /// </summary>
+    internal static void WithNetlinkBlocked(TargetConfigfs configfs, Action<bool> adopt)
+    {
+        bool blocked = TryBlockNetlink(configfs);
+        try
+        {
+            adopt(blocked);
+        }
+        finally
+        {
+            if (blocked) TrySetBlockNetlink(configfs, false);
+        }
+    }
+
     private static bool TryBlockNetlink(TargetConfigfs configfs)
     {
         if (!TrySetBlockNetlink(configfs, true)) return false;
@@ -228,21 +310,31 @@ public sealed class Daemon
         }
     }
 
-    private DBusThread? StartDBus(DeviceManager devices)
+    /// <summary>Owns org.kernel.TCMUService1. False (logged) when another process owns it: that is
+    /// another TCMU daemon, and serving beside it is not safe. No bus at all, or no libsystemd,
+    /// is only a warning: the rings are served, targetcli just cannot list the handler.</summary>
+    private bool TryStartDBus(DeviceManager devices, out DBusThread? dbus)
     {
+        dbus = null;
         try
         {
-            return new DBusThread(new TcmuServiceHandlers
+            dbus = new DBusThread(new TcmuServiceHandlers
             {
                 CheckConfig = CheckConfig,
                 GetStatus = () => AdminStatusBuilder.Build(devices),
                 ClearReservations = volume => AdminStatusBuilder.Clear(devices, volume),
             });
+            return true;
+        }
+        catch (DBusException e) when (e.Errno == 17) // EEXIST: the name has another owner
+        {
+            Log.Error($"not starting: {e.Message}");
+            return false;
         }
         catch (Exception e) when (e is DBusException or DllNotFoundException or IOException)
         {
             Log.Warning($"D-Bus: {e.Message}; targetcli will not list user:sharedvol until the daemon can own org.kernel.TCMUService1");
-            return null;
+            return true;
         }
     }
 

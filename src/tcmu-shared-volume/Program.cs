@@ -79,5 +79,9 @@ public static class Program
           -h, --help       show this help
           -V, --version    show the version
 
+        Exit status: 0 after a clean stop; 1 on a fatal error; 2 on a bad argument; 3 when
+        another TCMU daemon runs (another tcmu-shared-volume holds /run/tcmu-shared-volume.lock,
+        tcmu-runner holds /run/tcmu.lock, or org.kernel.TCMUService1 has another owner).
+
         """;
 }

@@ -32,13 +32,27 @@ public sealed class VolumePath
 
     public string? UnboundReason => Volatile.Read(ref _unboundReason);
 
-    /// <summary>Binds the path once its nexus is known. A bound path never changes its nexus:
-    /// registrations are keyed by it.</summary>
+    /// <summary>Binds the path once its nexus is known. A bound path never changes its nexus in
+    /// place (registrations are keyed by it): to serve another nexus it is unbound first.</summary>
     public bool Bind(ItNexus nexus)
     {
         if (Interlocked.CompareExchange(ref _nexus, nexus, null) is { } existing)
             return existing.Equals(nexus);
         Volatile.Write(ref _unboundReason, null);
+        Volume.Reservations.PathsChanged();
+        return true;
+    }
+
+    /// <summary>
+    /// The path can no longer be pinned to one I_T nexus (LIO's configuration changed): from now
+    /// on it serves as an unbound path, whose PR OUT is refused. Registrations made through it
+    /// stay in the volume's table; they belong to the initiator. Returns false if it was not bound.
+    /// </summary>
+    public bool Unbind(string reason)
+    {
+        // The reason first: a reader that sees no nexus finds why.
+        Volatile.Write(ref _unboundReason, reason);
+        if (Interlocked.Exchange(ref _nexus, null) is null) return false;
         Volume.Reservations.PathsChanged();
         return true;
     }

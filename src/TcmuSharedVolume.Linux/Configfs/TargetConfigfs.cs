@@ -99,6 +99,14 @@ public sealed class TargetConfigfs(string root = TargetConfigfs.DefaultRoot, str
     public NexusBinding ResolveNexus(int hbaIndex, string name, VolumeConfig? config = null)
     {
         var luns = FindLuns(hbaIndex, name);
+        // Demo mode gives every initiator that logs in a generated ACL mapping every LUN of the
+        // TPG: nobody can tell which initiator sends a command into this ring, whatever the ACLs
+        // or the cfgstring say, so the path gets no PR identity at all.
+        foreach (var lun in luns)
+        {
+            if (IsDemoMode(lun))
+                return NexusBinding.Unbound($"backstore {name} is linked from {lun.Fabric} {lun.Wwn} tpgt_{lun.Tpgt} lun_{lun.Lun}, a TPG in demo mode (generate_node_acls=1) that any initiator can reach: set generate_node_acls=0 and map the LUN through one ACL");
+        }
         var candidates = new List<Candidate>();
         var problems = new List<string>();
         foreach (var lun in luns)
@@ -228,11 +236,13 @@ public sealed class TargetConfigfs(string root = TargetConfigfs.DefaultRoot, str
             }
         }
         if (candidates.Count > before) return;
-        if (ConfigfsFile.ReadLong(Path.Combine(lun.TpgPath, "attrib", "generate_node_acls")) == 1)
-            problems.Add($"backstore is linked from {where}, a TPG in demo mode (generate_node_acls=1) that any initiator can reach: map it through one ACL instead, or give initiator= in the cfgstring");
-        else
-            problems.Add($"backstore is linked from {where}, but no ACL maps that LUN yet");
+        problems.Add($"backstore is linked from {where}, but no ACL maps that LUN yet");
     }
+
+    /// <summary>An ACL-based TPG (no <c>nexus</c> file) with generate_node_acls=1.</summary>
+    private static bool IsDemoMode(FabricLun lun) =>
+        !File.Exists(Path.Combine(lun.TpgPath, "nexus"))
+        && ConfigfsFile.ReadLong(Path.Combine(lun.TpgPath, "attrib", "generate_node_acls")) == 1;
 
     private static TargetPort TargetPortOf(FabricLun lun, ProtocolId protocol) =>
         protocol == ProtocolId.Iscsi && lun.Fabric == "iscsi"

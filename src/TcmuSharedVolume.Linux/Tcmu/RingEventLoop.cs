@@ -71,6 +71,10 @@ public sealed unsafe class RingEventLoop : IDisposable
         public ScsiCommand[] Pending = new ScsiCommand[64]; // this drain's commands; under lock(this)
         public int PendingCount;
         public int Running;                              // under loop._sched
+        /// <summary>Threads that may still touch the ring or its mapping: a command taken until
+        /// its kick is done (which is after <see cref="Running"/> drops), a drain until its kick.
+        /// Interlocked. The mapping may be freed only when this is 0 and the ring is detached.</summary>
+        public int Users;
         public bool Scheduled;                           // in the run queue; under loop._sched
         public volatile bool Detached;
 
@@ -209,7 +213,9 @@ public sealed unsafe class RingEventLoop : IDisposable
     /// <summary>
     /// Stops serving <paramref name="ring"/>: no more drains, queued commands are completed with
     /// BUSY (the initiator retries elsewhere or later), running ones finish. Returns false if they
-    /// did not finish within <paramref name="timeout"/>; then the mapping must not be unmapped.
+    /// did not finish within <paramref name="timeout"/>; then the mapping must not be unmapped:
+    /// call again later (a zero timeout only looks) until it returns true. Once it has returned
+    /// true no thread of the loop touches the ring or its mapping again.
     /// Not from one of the loop's threads (it would hold a thread the ring's commands may need).
     /// </summary>
     public bool Remove(TcmuRing ring, TimeSpan timeout)
@@ -421,6 +427,21 @@ public sealed unsafe class RingEventLoop : IDisposable
     /// (the kernel queued more while the first was draining): the second waits and drains what is new.</summary>
     private void Service(RingContext ctx)
     {
+        // Counted before Detached is read: Remove either sees this drain or the drain sees Detached
+        // and leaves the ring alone (its mapping may be gone).
+        Interlocked.Increment(ref ctx.Users);
+        try
+        {
+            ServiceCounted(ctx);
+        }
+        finally
+        {
+            Interlocked.Decrement(ref ctx.Users);
+        }
+    }
+
+    private void ServiceCounted(RingContext ctx)
+    {
         string? lost = null;
         Interlocked.Increment(ref _servicing);
         try
@@ -528,6 +549,7 @@ public sealed unsafe class RingEventLoop : IDisposable
                 if (ctx.Queue.Count == 0 || ctx.Running >= MaxRunningPerRing) continue;
                 command = ctx.Queue.Dequeue();
                 ctx.Running++;
+                Interlocked.Increment(ref ctx.Users);
                 _executing++;
                 // Back to the end of the line: the next command of this ring waits for the other rings' turn.
                 Schedule(ctx);
@@ -571,6 +593,7 @@ public sealed unsafe class RingEventLoop : IDisposable
         {
             Lose(ctx, $"kick failed: {e.Message}");
         }
+        Interlocked.Decrement(ref ctx.Users);
     }
 
     /// <summary>Puts the ring in the run queue if it has work and a free slot. Under _sched.</summary>
@@ -629,7 +652,7 @@ public sealed unsafe class RingEventLoop : IDisposable
         {
             lock (_sched)
             {
-                if (ctx.Running == 0 && ctx.Queue.Count == 0) return true;
+                if (ctx.Running == 0 && ctx.Queue.Count == 0 && Volatile.Read(ref ctx.Users) == 0) return true;
             }
             if (DateTime.UtcNow >= deadline) return false;
             Thread.Sleep(2);

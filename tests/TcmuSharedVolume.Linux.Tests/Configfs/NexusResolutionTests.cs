@@ -148,6 +148,22 @@ public sealed class NexusResolutionTests : IDisposable
 
         Assert.Contains("no ACL maps that LUN yet", _cfs.ResolveNexus(1, "v").UnboundReason);
         Assert.Contains("demo mode (generate_node_acls=1)", _cfs.ResolveNexus(2, "w").UnboundReason);
+        // Demo mode is never offered as a way out: any initiator reaches that LUN.
+        Assert.DoesNotContain("initiator=", _cfs.ResolveNexus(2, "w").UnboundReason);
+    }
+
+    [Fact]
+    public void DemoModeUnbindsEvenAnAclOrAnExplicitInitiator()
+    {
+        _lio.Backstore(1, "v");
+        var demo = _lio.Tpg("iscsi", Target, 1, demoMode: true);
+        _lio.Acl(demo, NodeA, 0, _lio.Lun(demo, 0, 1, "v", rtpi: 1));
+
+        // Any initiator without an ACL of its own gets a generated one mapping every LUN.
+        Assert.Contains("demo mode", _cfs.ResolveNexus(1, "v").UnboundReason);
+        var explicitNexus = _cfs.ResolveNexus(1, "v", VolumeConfig.Parse("sharedvol//srv/vol.img;initiator=" + VolumeConfig.Escape(NodeA)));
+        Assert.Null(explicitNexus.Nexus);
+        Assert.Contains("demo mode", explicitNexus.UnboundReason);
     }
 
     [Fact]
