@@ -233,37 +233,27 @@ public sealed class DeviceManager : IDisposable
         }
     }
 
+    private VolumeOpener? _volumeOpener;
+
+    /// <summary>
+    /// The volume of the config's disk: paths are grouped by what they open (a file's st_dev and
+    /// st_ino, a block device's st_rdev), so a hard link or a second device node is the same
+    /// volume; the identity is kept in the state directory, and a second disk with a serial
+    /// already in use is refused (<see cref="VolumeOpener"/>).
+    /// </summary>
     private Volume GetOrOpenVolume(VolumeConfig config, int blockSize)
     {
-        string canonical = config.ResolveCanonicalPath();
-        if (_volumes.TryGetValue(canonical, out var existing))
+        _volumeOpener ??= new VolumeOpener(_stateDirectory, wrapStore: _opener.WrapStore);
+        var volume = _volumeOpener.GetOrOpen(config, blockSize,
+            v => _volumes.TryGetValue(v.BackingPath, out var same) && ReferenceEquals(same, v));
+        if (_volumes.TryGetValue(volume.BackingPath, out var other) && !ReferenceEquals(other, volume))
         {
-            if (config.Serial is { } s && s != existing.Identity.UnitSerial)
-                Log.Warning($"{canonical}: serial={s} ignored, the volume already serves as {existing.Identity.UnitSerial}");
-            return existing;
+            // A file that was deleted while served and created anew at the same path: another disk.
+            volume.Dispose();
+            throw new VolumeConflictException($"{volume.BackingPath} is served already as another disk ({other.Identity.UnitSerial}), which was replaced on disk; remove its backstores first");
         }
-
-        config.CreateIfMissing();
-        var store = _opener.OpenStore(canonical, new BackingStoreOptions
-        {
-            CreateSizeBytes = config.SizeBytes,
-            Preallocate = config.Preallocate,
-            DirectIo = config.Direct,
-        });
-        try
-        {
-            var identity = config.Serial is { } serial ? new VolumeIdentity(serial) : VolumeIdentity.FromBackingPath(canonical);
-            Directory.CreateDirectory(_stateDirectory);
-            var reservations = new FileReservationStore(_stateDirectory, identity.UnitSerial);
-            var volume = new Volume(canonical, store, blockSize, identity, reservations);
-            lock (_volumes) _volumes[canonical] = volume;
-            return volume;
-        }
-        catch
-        {
-            store.Dispose();
-            throw;
-        }
+        lock (_volumes) _volumes[volume.BackingPath] = volume;
+        return volume;
     }
 
     /// <summary>

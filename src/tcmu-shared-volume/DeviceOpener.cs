@@ -21,10 +21,11 @@ public interface IDeviceOpener
     /// <summary>Maps the device's ring. Throws (IOException, FormatException, InvalidDataException, …) when it cannot.</summary>
     IRingMapping OpenRing(DiscoveredDevice found, string name);
 
-    IBackingStore OpenStore(string path, BackingStoreOptions options);
+    /// <summary>Sees every backing store the daemon opens, before any path uses it.</summary>
+    IBackingStore WrapStore(IBackingStore store);
 }
 
-/// <summary>The real thing: <c>/dev/uioN</c> mmapped whole, and <see cref="BackingStores.Open"/>.</summary>
+/// <summary>The real thing: <c>/dev/uioN</c> mmapped whole, and the stores as opened.</summary>
 public sealed class UioDeviceOpener(string sysClassUio = UioDevice.DefaultSysfsRoot, string devRoot = UioDevice.DefaultDevRoot)
     : IDeviceOpener
 {
@@ -45,7 +46,7 @@ public sealed class UioDeviceOpener(string sysClassUio = UioDevice.DefaultSysfsR
         }
     }
 
-    public IBackingStore OpenStore(string path, BackingStoreOptions options) => BackingStores.Open(path, options);
+    public IBackingStore WrapStore(IBackingStore store) => store;
 
     private sealed class Mapping(UioDevice uio, TcmuRing ring) : IRingMapping
     {

@@ -62,7 +62,7 @@ public static partial class Volumes
         }
     }
 
-    /// <summary>Creates a sparse file; never overwrites anything.</summary>
+    /// <summary>Creates a sparse file, mode 0600 (it holds a whole disk); never overwrites anything.</summary>
     public static string Create(string path, long size)
     {
         var full = Canonical(path);
@@ -70,10 +70,11 @@ public static partial class Volumes
             throw new CliFailure($"'{full}' is a block device of {device} bytes; use it as it is (tsvctl export ... --volume {full})");
         try
         {
-            using var stream = new FileStream(full, FileMode.CreateNew, FileAccess.Write, FileShare.None);
-            stream.SetLength(size); // ftruncate: sparse
+            // The daemon's own creation helper: 0600, O_EXCL, no link followed in a sticky
+            // world-writable directory; sparse (ftruncate).
+            TcmuSharedVolume.Backends.BackingPath.CreateFile(full, size);
         }
-        catch (IOException) when (File.Exists(full) || Directory.Exists(full))
+        catch (TcmuSharedVolume.Backends.BackingStoreException e) when (e.Errno == Libc.EEXIST)
         {
             throw new CliFailure($"'{full}' already exists; refusing to overwrite it");
         }

@@ -20,6 +20,16 @@ public sealed class VolumeCreateTests : IDisposable
     }
 
     [Fact]
+    [System.Runtime.Versioning.SupportedOSPlatform("linux")]
+    public void TheDiskIsReadableAndWritableByItsOwnerOnly()
+    {
+        // It holds a whole shared disk, database files included: not 0644 as the umask would leave it.
+        var path = Path.Combine(_s.Dir, "private.img");
+        Assert.Equal(0, _s.Run("volume", "create", path, "--size", "1M"));
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(path));
+    }
+
+    [Fact]
     public void RefusesToOverwriteAnExistingFile()
     {
         var path = Path.Combine(_s.Dir, "keep.img");

@@ -69,32 +69,32 @@ public sealed unsafe class BlockDeviceStore : IBackingStore
     /// <summary>Logical sector size of the device (BLKSSZGET).</summary>
     public int LogicalSectorSize => _sectorSize;
 
+    /// <summary>Opens the device O_EXCL (refused while mounted or in use); see <see cref="BackingPath"/>.</summary>
     public static BlockDeviceStore Open(string path, BackingStoreOptions? options = null)
     {
-        options ??= BackingStoreOptions.Default;
-        int flags = Libc.O_RDWR | Libc.O_CLOEXEC | (options.DirectIo ? Libc.O_DIRECT : 0);
-        int fd = Libc.open(path, flags, 0);
-        if (fd < 0) throw FileDescriptorIo.Error($"open {path}", Marshal.GetLastPInvokeError());
-        try
-        {
-            StatBuffer st;
-            if (Libc.fstat(fd, &st) < 0) throw FileDescriptorIo.Error("fstat", Marshal.GetLastPInvokeError());
-            if (!st.IsBlockDevice) throw new BackingStoreException($"{path} is not a block device", EINVAL);
-            ulong size;
-            if (Libc.ioctl(fd, Libc.BLKGETSIZE64, &size) < 0) throw FileDescriptorIo.Error("ioctl(BLKGETSIZE64)", Marshal.GetLastPInvokeError());
-            int sector;
-            if (Libc.ioctl(fd, Libc.BLKSSZGET, &sector) < 0) sector = 512;
-            string queue = $"/sys/dev/block/{st.RdevMajor}:{st.RdevMinor}/queue/";
-            long discardMax = ReadSysfsNumber(queue + "discard_max_bytes");
-            long granularity = ReadSysfsNumber(queue + "discard_granularity");
-            return new BlockDeviceStore(fd, (long)size, sector, options.DirectIo, discardMax > 0,
-                granularity > 0 ? granularity : sector, options.DiscardZeroesData);
-        }
-        catch
-        {
-            Libc.close(fd);
-            throw;
-        }
+        using var resolved = BackingPath.Resolve(path);
+        if (resolved.Key is not { IsBlockDevice: true })
+            throw new BackingStoreException($"{path} is not a block device", EINVAL);
+        var store = resolved.Open(options);
+        if (store is BlockDeviceStore device) return device;
+        store.Dispose();
+        throw new BackingStoreException($"{path} is not a block device", EINVAL);
+    }
+
+    /// <summary>Takes over <paramref name="fd"/>, a block device opened read-write (and O_DIRECT
+    /// when <see cref="BackingStoreOptions.DirectIo"/>).</summary>
+    internal static BlockDeviceStore FromDescriptor(int fd, in StatBuffer st, BackingStoreOptions options)
+    {
+        if (!st.IsBlockDevice) throw new BackingStoreException("not a block device", EINVAL);
+        ulong size;
+        if (Libc.ioctl(fd, Libc.BLKGETSIZE64, &size) < 0) throw FileDescriptorIo.Error("ioctl(BLKGETSIZE64)", Marshal.GetLastPInvokeError());
+        int sector;
+        if (Libc.ioctl(fd, Libc.BLKSSZGET, &sector) < 0) sector = 512;
+        string queue = $"/sys/dev/block/{st.RdevMajor}:{st.RdevMinor}/queue/";
+        long discardMax = ReadSysfsNumber(queue + "discard_max_bytes");
+        long granularity = ReadSysfsNumber(queue + "discard_granularity");
+        return new BlockDeviceStore(fd, (long)size, sector, options.DirectIo, discardMax > 0,
+            granularity > 0 ? granularity : sector, options.DiscardZeroesData);
     }
 
     private static long ReadSysfsNumber(string file)

@@ -58,43 +58,29 @@ public sealed unsafe class SparseFileStore : IBackingStore
     /// <summary>st_blksize: the file system block, the unit in which holes are punched.</summary>
     public int UnmapGranularity { get; }
 
-    /// <summary>Opens (and if asked, creates) the file.</summary>
+    /// <summary>Opens (and if asked, creates, mode 0600) the file; see <see cref="BackingPath"/>.</summary>
     public static SparseFileStore Open(string path, BackingStoreOptions? options = null)
     {
-        options ??= BackingStoreOptions.Default;
-        bool created = false;
-        if (!File.Exists(path))
-        {
-            if (options.CreateSizeBytes is not { } size || size <= 0)
-                throw new FileNotFoundException("backing file does not exist and no size to create it was given", path);
-            // CreateNew: two daemons racing to create the same volume must not truncate each other.
-            using (var fs = new FileStream(path, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.ReadWrite))
-                fs.SetLength(size);
-            created = true;
-        }
+        using var resolved = BackingPath.Resolve(path);
+        if (resolved.Key is { IsBlockDevice: true })
+            throw new BackingStoreException($"{path} is not a regular file", 22);
+        var store = resolved.Open(options);
+        if (store is SparseFileStore file) return file;
+        store.Dispose();
+        throw new BackingStoreException($"{path} is not a regular file", 22);
+    }
 
-        int fd = Libc.open(path, Libc.O_RDWR | Libc.O_CLOEXEC, 0);
-        if (fd < 0) throw FileDescriptorIo.Error($"open {path}", Marshal.GetLastPInvokeError());
-        try
-        {
-            StatBuffer st;
-            if (Libc.fstat(fd, &st) < 0) throw FileDescriptorIo.Error("fstat", Marshal.GetLastPInvokeError());
-            if (!st.IsRegularFile) throw new BackingStoreException($"{path} is not a regular file", 22);
-            if (created && options.Preallocate && Libc.fallocate(fd, 0, 0, st.Size) < 0)
-                throw FileDescriptorIo.Error("fallocate", Marshal.GetLastPInvokeError());
-
-            // Probe past the end of the file, where punching or zeroing changes nothing: the file
-            // system says EOPNOTSUPP before it looks at the range if it cannot do the operation.
-            long probeAt = (st.Size + 65535) & ~65535L;
-            bool punch = Libc.fallocate(fd, Libc.FALLOC_FL_PUNCH_HOLE | Libc.FALLOC_FL_KEEP_SIZE, probeAt, 4096) == 0;
-            bool zero = Libc.fallocate(fd, Libc.FALLOC_FL_ZERO_RANGE | Libc.FALLOC_FL_KEEP_SIZE, probeAt, 4096) == 0;
-            return new SparseFileStore(fd, st.Size, st.BlockSize, punch, zero);
-        }
-        catch
-        {
-            Libc.close(fd);
-            throw;
-        }
+    /// <summary>Takes over <paramref name="fd"/>, a regular file opened read-write.</summary>
+    internal static SparseFileStore FromDescriptor(int fd, in StatBuffer st, bool created)
+    {
+        _ = created; // the creator has already sized or allocated it
+        if (!st.IsRegularFile) throw new BackingStoreException("not a regular file", 22);
+        // Probe past the end of the file, where punching or zeroing changes nothing: the file
+        // system says EOPNOTSUPP before it looks at the range if it cannot do the operation.
+        long probeAt = (st.Size + 65535) & ~65535L;
+        bool punch = Libc.fallocate(fd, Libc.FALLOC_FL_PUNCH_HOLE | Libc.FALLOC_FL_KEEP_SIZE, probeAt, 4096) == 0;
+        bool zero = Libc.fallocate(fd, Libc.FALLOC_FL_ZERO_RANGE | Libc.FALLOC_FL_KEEP_SIZE, probeAt, 4096) == 0;
+        return new SparseFileStore(fd, st.Size, st.BlockSize, punch, zero);
     }
 
     private int Fd

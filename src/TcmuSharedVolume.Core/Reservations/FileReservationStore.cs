@@ -108,6 +108,14 @@ public sealed class FileReservationStore : IReservationStore
         return $"{sb}-{hash}.pr";
     }
 
+    /// <summary>Whether any committed state (current or previous generation) exists for the key.</summary>
+    public static bool HasState(string directory, string volumeKey, IReservationFileSystem? fileSystem = null)
+    {
+        fileSystem ??= new LinuxReservationFileSystem();
+        var path = System.IO.Path.Combine(directory, FileName(volumeKey));
+        return fileSystem.Exists(path) || fileSystem.Exists(path + ".prev");
+    }
+
     public PersistedReservations? Load()
     {
         lock (_lock)
@@ -371,7 +379,8 @@ public sealed class LinuxReservationFileSystem : IReservationFileSystem
 
     public IReservationFile Create(string path)
     {
-        int fd = Libc.open(path, Libc.O_WRONLY | Libc.O_CREAT | Libc.O_TRUNC | Libc.O_CLOEXEC, 0x180 /* 0600 */);
+        // O_NOFOLLOW: a link planted in a state directory that is not ours alone is not followed.
+        int fd = Libc.open(path, Libc.O_WRONLY | Libc.O_CREAT | Libc.O_TRUNC | Libc.O_NOFOLLOW | Libc.O_CLOEXEC, 0x180 /* 0600 */);
         if (fd < 0) throw Error("open", path);
         return new FdFile(fd, path);
     }

@@ -268,7 +268,8 @@ public sealed class VolumeConfig
 
     /// <summary>
     /// Creates the sparse file at <see cref="SizeBytes"/> when it is missing (allocating it all with
-    /// <see cref="Preallocate"/>). An existing file is left as it is. Mode 0600: it holds a disk.
+    /// <see cref="Preallocate"/>), through <see cref="Backends.BackingPath.CreateFile(string, long, bool)"/>:
+    /// mode 0600, since it holds a disk. An existing file is left as it is.
     /// </summary>
     public (bool Ok, string? Reason) CreateIfMissing()
     {
@@ -277,28 +278,10 @@ public sealed class VolumeConfig
             return (false, $"{Path} does not exist and no size= was given to create it");
         try
         {
-            var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.ReadWrite };
-            if (!OperatingSystem.IsWindows())
-                options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
-            using var stream = new FileStream(Path, options);
-            if (Preallocate)
-            {
-                int rc = Libc.fallocate((int)stream.SafeFileHandle.DangerousGetHandle(), 0, 0, size);
-                if (rc != 0)
-                {
-                    int errno = System.Runtime.InteropServices.Marshal.GetLastPInvokeError();
-                    stream.Dispose();
-                    File.Delete(Path);
-                    return (false, $"cannot preallocate {size} bytes for {Path}: {Libc.ErrorMessage(errno)}");
-                }
-            }
-            else
-            {
-                stream.SetLength(size);
-            }
+            Backends.BackingPath.CreateFile(Path, size, Preallocate);
             return (true, null);
         }
-        catch (IOException) when (File.Exists(Path))
+        catch (Backends.BackingStoreException e) when (e.Errno == Libc.EEXIST)
         {
             return (true, null); // another path of the same volume created it first
         }
@@ -309,8 +292,10 @@ public sealed class VolumeConfig
     }
 
     /// <summary>
-    /// The path with every symbolic link resolved, the key that groups the backstores of one volume
-    /// (<c>/dev/vg/lv</c> and <c>/dev/mapper/vg-lv</c> are one disk). Missing components are kept as written.
+    /// The path with every symbolic link resolved by name, as earlier versions made the serial of
+    /// a volume from it (<see cref="VolumeIdentity.FromBackingPath"/>); kept to recognise those
+    /// volumes. Nothing is opened at this path: <see cref="Backends.BackingPath"/> resolves the
+    /// path that is opened, and volumes are grouped by what it opens. Missing components are kept as written.
     /// </summary>
     public string ResolveCanonicalPath() => ResolveCanonicalPath(Path);
 

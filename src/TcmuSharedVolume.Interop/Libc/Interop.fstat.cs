@@ -24,6 +24,10 @@ public unsafe struct StatBuffer
     public const uint S_IFMT = 0xF000;
     public const uint S_IFREG = 0x8000;
     public const uint S_IFBLK = 0x6000;
+    public const uint S_IFDIR = 0x4000;
+    public const uint S_IFLNK = 0xA000;
+    public const uint S_ISVTX = 0x200;
+    public const uint S_IWOTH = 0x2;
 
     private static bool IsX64 => RuntimeInformation.ProcessArchitecture == Architecture.X64;
 
@@ -32,7 +36,11 @@ public unsafe struct StatBuffer
         fixed (byte* p = _bytes) return *(T*)(p + offset);
     }
 
+    /// <summary>st_dev: the file system (or, for a device node, the one holding the node).</summary>
+    public readonly ulong Dev => At<ulong>(0);
+    public readonly ulong Ino => At<ulong>(8);
     public readonly uint Mode => At<uint>(IsX64 ? 24 : 16);
+    public readonly uint Uid => At<uint>(IsX64 ? 28 : 24);
     public readonly ulong Rdev => At<ulong>(IsX64 ? 40 : 32);
     public readonly long Size => At<long>(48);
     public readonly int BlockSize => At<int>(56);
@@ -41,6 +49,8 @@ public unsafe struct StatBuffer
 
     public readonly bool IsRegularFile => (Mode & S_IFMT) == S_IFREG;
     public readonly bool IsBlockDevice => (Mode & S_IFMT) == S_IFBLK;
+    public readonly bool IsDirectory => (Mode & S_IFMT) == S_IFDIR;
+    public readonly bool IsSymbolicLink => (Mode & S_IFMT) == S_IFLNK;
 
     /// <summary>gnu_dev_major/minor of st_rdev.</summary>
     public readonly uint RdevMajor => (uint)(((Rdev >> 8) & 0xFFF) | ((Rdev >> 32) & ~0xFFFUL));

@@ -48,6 +48,45 @@ public sealed class BlockDeviceStoreTests : IDisposable
     }
 
     [LoopDeviceFact]
+    public void ABlockDeviceInUseIsRefusedBecauseItIsOpenedExclusively()
+    {
+        // O_EXCL on a block device fails with EBUSY while it is mounted, held by device-mapper or
+        // md, or opened O_EXCL elsewhere: here the first store holds it as a mount would.
+        string dev = CreateLoop(8 << 20);
+        using (var first = BackingStores.Open(dev))
+        {
+            var e = Assert.Throws<BackingStoreException>(() => BackingStores.Open(dev));
+            Assert.Equal(16, e.Errno);
+            Assert.Contains("is in use (mounted, or part of a device-mapper/md device", e.Message);
+            Assert.Throws<BackingStoreException>(() => BlockDeviceStore.Open(dev, new BackingStoreOptions { DirectIo = true }));
+        }
+        using var again = BackingStores.Open(dev); // free again once the holder closed it
+        Assert.Equal(8 << 20, again.SizeBytes);
+    }
+
+    [LoopDeviceFact]
+    public void TwoDeviceNodesOfOneBlockDeviceAreOneVolume()
+    {
+        // /dev/vg/lv and /dev/mapper/vg-lv: grouped by st_rdev, and the second path does not
+        // trip over the first path's exclusive open.
+        string dev = CreateLoop(8 << 20);
+        string link = Path.Combine(_f.Directory, "lv-link");
+        File.CreateSymbolicLink(link, dev);
+        var opener = new VolumeOpener(Path.Combine(_f.Directory, "state"));
+        var served = new HashSet<Volume>();
+        var a = opener.GetOrOpen(VolumeConfig.Parse("sharedvol/" + dev), 512, served.Contains);
+        served.Add(a);
+        try
+        {
+            Assert.Same(a, opener.GetOrOpen(VolumeConfig.Parse("sharedvol/" + link), 512, served.Contains));
+        }
+        finally
+        {
+            a.Dispose();
+        }
+    }
+
+    [LoopDeviceFact]
     public void SizeDiscardAndZeroOutOnABlockDevice()
     {
         string dev = CreateLoop(16 << 20);

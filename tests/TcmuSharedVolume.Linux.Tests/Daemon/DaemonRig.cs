@@ -44,9 +44,9 @@ internal sealed class FakeOpener : IDeviceOpener
         return mapping;
     }
 
-    public IBackingStore OpenStore(string path, BackingStoreOptions options)
+    IBackingStore IDeviceOpener.WrapStore(IBackingStore opened)
     {
-        var store = WrapStore(BackingStores.Open(path, options));
+        var store = WrapStore(opened);
         Stores.Add(store);
         return store;
     }
