@@ -277,8 +277,10 @@ public sealed class VolumeReservations
                 data = new byte[8];
                 data[1] = 8;
                 data[2] = 0x10 | 0x08 | 0x04 | 0x01; // CRH, SIP_C, ATP_C, PTPL_C; RLR_C=0
-                // TMV; ALLOW COMMANDS 011b: TUR passes WE and EA, and MODE SENSE, READ BUFFER,
-                // RECEIVE DIAGNOSTIC, REPORT SUPPORTED OPCODES... pass WE (our §3 table); PTPL_A live.
+                // TMV; ALLOW COMMANDS 011b: TUR passes WE and EA, and MODE SENSE, READ ATTRIBUTE,
+                // READ BUFFER, RECEIVE COPY RESULTS, RECEIVE DIAGNOSTIC RESULTS, REPORT SUPPORTED
+                // OPERATION CODES / TMFs and READ DEFECT DATA pass WE: the gate's classes in
+                // ReservationAccess keep this true. PTPL_A live.
                 data[3] = (byte)(0x80 | (0b011 << 4) | (s.Aptpl ? 0x01 : 0x00));
                 data[4] = 0x80 | 0x40 | 0x20 | 0x08 | 0x02; // WR_EX_AR, EX_AC_RO, WR_EX_RO, EX_AC, WR_EX
                 data[5] = 0x01; // EX_AC_AR

@@ -15,10 +15,12 @@ namespace TcmuSharedVolume.Scsi;
 /// </summary>
 /// <remarks>
 /// Transfer length and the fabric's buffer: when the buffer is shorter than the CDB asks, a
-/// read fills the buffer and reports how much it produced; a write writes the whole blocks the
-/// buffer holds and nothing past it. VERIFY with BYTCHK and COMPARE AND WRITE need all their
-/// Data-Out and fail with INVALID FIELD IN CDB when the buffer is short, since a partial compare
-/// could not tell the truth.
+/// read fills the buffer and reports how much it produced (the residual is the fabric's to
+/// report). Every command with Data-Out (WRITE, WRITE AND VERIFY, VERIFY with BYTCHK and
+/// COMPARE AND WRITE) needs all of it and fails with INVALID FIELD IN CDB when the buffer is
+/// short, before touching the medium: writing only the blocks that arrived would be a torn
+/// write reported as GOOD, and a partial compare could not tell the truth. (LIO refuses such an
+/// underflow itself before the command reaches the ring; this is the check of last resort.)
 /// </remarks>
 public static class BlockCommands
 {
@@ -158,6 +160,16 @@ public static class BlockCommands
         return false;
     }
 
+    /// <summary>Data-Out must hold every block the CDB names (see the class remarks); the
+    /// transfer's length in bytes is <paramref name="bytes"/>.</summary>
+    private static bool HasAllDataOut(Volume v, ScsiCommand command, ulong blocks, int lengthField, out long bytes)
+    {
+        bytes = (long)blocks * v.BlockSize;
+        if (command.Data.Length >= bytes) return true;
+        Invalid(command, lengthField);
+        return false;
+    }
+
     private static void Failed(Volume v, ScsiCommand command, BackingStoreException e, bool write)
     {
         Log.Error($"volume {v.Identity.UnitSerial}: {(write ? "write" : "read")} failed: {e.Message}");
@@ -275,10 +287,10 @@ public static class BlockCommands
     {
         if (!NoProtection(command, flags) || !InRange(v, command, lba, blocks)
             || !WithinTransferLimit(v, command, blocks, lengthField)) return;
-        int bs = v.BlockSize;
-        long n = Math.Min((long)blocks * bs, command.Data.Length / bs * bs);
+        if (!HasAllDataOut(v, command, blocks, lengthField, out long n)) return;
         // FUA (bit 3): this write through; WCE=0: every write through (SBC-3 4.15).
         bool fua = (flags & 0x08) != 0 || !v.WriteCacheEnabled;
+        int bs = v.BlockSize;
         if (WriteDataOut(v, command, new DataOut(n, (long)lba * bs, fua))) command.Good();
     }
 
@@ -371,8 +383,8 @@ public static class BlockCommands
     {
         if (!NoProtection(command, flags) || !InRange(v, command, lba, blocks)
             || !WithinTransferLimit(v, command, blocks, lengthField)) return;
+        if (!HasAllDataOut(v, command, blocks, lengthField, out long n)) return;
         int bs = v.BlockSize;
-        long n = Math.Min((long)blocks * bs, command.Data.Length / bs * bs);
         // Verification is against the medium, so the data is written through.
         if (!WriteDataOut(v, command, new DataOut(n, (long)lba * bs, Fua: true))) return;
         if ((flags & 0x02) != 0) // BYTCHK: read back and compare
@@ -516,13 +528,18 @@ public static class BlockCommands
         uint maxBlocks = BlockLimitsOf.MaxUnmapBlocks(v);
         Span<byte> d = stackalloc byte[16];
         // Check every descriptor before touching anything, so an error changes nothing.
+        // SBC-3 UNMAP: the sum of the NUMBER OF LOGICAL BLOCKS fields of all descriptors, not
+        // each one alone, must not exceed MAXIMUM UNMAP LBA COUNT; the field pointer names the
+        // descriptor that goes past it.
+        ulong total = 0;
         for (int i = 0; i < count; i++)
         {
             command.Data.CopyTo(8 + i * 16, d);
             var r = new CdbReader(d);
             ulong lba = r.U64(0);
             uint blocks = r.U32(8);
-            if (blocks > maxBlocks)
+            total += blocks; // at most 256 descriptors of 2^32 - 1 blocks: cannot wrap
+            if (total > maxBlocks)
             {
                 InvalidParameter(command, 8 + i * 16 + 8);
                 return;

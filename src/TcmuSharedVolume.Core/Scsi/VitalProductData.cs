@@ -70,10 +70,11 @@ internal static class VitalProductData
 
             case ExtendedInquiry:
                 // SPC-4 7.8.7. TCMU does not pass task attributes to userspace, so only SIMPLE is
-                // claimed. V_SUP: there is a volatile cache (the page cache) that SYNCHRONIZE
-                // CACHE flushes. LUICLR: a unit attention is cleared for one I_T nexus only.
+                // claimed. V_SUP (byte 6 bit 0): there is a volatile cache (the page cache) that
+                // SYNCHRONIZE CACHE flushes; NV_SUP (bit 1) stays 0, there is no non-volatile
+                // cache. LUICLR: a unit attention is cleared for one I_T nexus only.
                 b[5] = 0x01;       // SIMPSUP
-                b[6] = 0x02;       // V_SUP
+                b[6] = 0x01;       // V_SUP
                 b[7] = 0x01;       // LUICLR
                 b[13] = SenseData.MaxLength; // MAXIMUM SUPPORTED SENSE DATA LENGTH
                 n = 64;

@@ -97,16 +97,19 @@ public sealed class BlockCommandsTests : IDisposable
         Assert.Equal(data.AsSpan(0, 3 * Bs - 100).ToArray(), r.DataIn);
     }
 
-    [Fact]
-    public void ShortBufferWritesOnlyTheWholeBlocksItHolds()
+    [Theory]
+    [InlineData(OperationCode.Write10)]
+    [InlineData(OperationCode.WriteAndVerify10)]
+    public void ShortDataOutIsRefusedAndWritesNothing(byte op)
     {
+        // A Data-Out shorter than the CDB's transfer length: writing the blocks that arrived
+        // and answering GOOD would be a torn write the initiator never hears of.
         var before = Pattern(4 * Bs, 8);
         WriteBlocks(_a, 20, before);
-        var data = Pattern(2 * Bs + 10, 9);
-        Out(_a, Cdb.Write10(20, 4), data).AssertGood();
-        var after = ReadBlocks(_a, 20, 4);
-        Assert.Equal(data.AsSpan(0, 2 * Bs).ToArray(), after.AsSpan(0, 2 * Bs).ToArray());
-        Assert.Equal(before.AsSpan(2 * Bs).ToArray(), after.AsSpan(2 * Bs).ToArray());
+        var r = Out(_a, Cdb.Rw10(op, 20, 4), Pattern(2 * Bs + 10, 9));
+        r.AssertCheck(SenseCode.InvalidFieldInCdb);
+        Assert.Equal((true, 7, -1), r.FieldPointer);
+        Assert.Equal(before, ReadBlocks(_a, 20, 4));
     }
 
     [Fact]
@@ -322,6 +325,24 @@ public sealed class BlockCommandsTests : IDisposable
         Out(_a, Cdb.Unmap((ushort)(ok.Length - 1)), ok.AsSpan(0, ok.Length - 1)).AssertGood();
         Assert.Equal(0, LbaStatus(_a, 0)[0].Status);
         Out(_a, Cdb.Unmap((ushort)ok.Length), ok).AssertGood();
+    }
+
+    [Fact]
+    public void UnmapLimitsTheTotalOfAllDescriptorsNotEachOne()
+    {
+        // SBC-3 UNMAP: MAXIMUM UNMAP LBA COUNT bounds the sum over the descriptors.
+        var big = _f.CreateVolume(1L << 30, name: "big"); // sparse: 2^21 blocks
+        var p = big.AddPath("big-a", Nexus("iqn.2024-01.test:a", 1));
+        var b0 = In(p, Cdb.Inquiry(true, 0xB0, 64), 64);
+        uint max = BinaryPrimitives.ReadUInt32BigEndian(b0.DataIn.AsSpan(20));
+        Assert.True(2L * max <= big.BlockCount);
+        uint half = max / 2;
+        var over = Cdb.UnmapList((0, half), (half, max - half + 1));
+        var r = Out(p, Cdb.Unmap((ushort)over.Length), over);
+        r.AssertCheck(SenseCode.InvalidFieldInParameterList);
+        Assert.Equal((false, 8 + 16 + 8, -1), r.FieldPointer); // the second descriptor goes past
+        var exact = Cdb.UnmapList((0, half), (half, max - half));
+        Out(p, Cdb.Unmap((ushort)exact.Length), exact).AssertGood();
     }
 
     [Fact]
