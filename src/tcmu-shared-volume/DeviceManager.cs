@@ -140,6 +140,8 @@ public sealed class DeviceManager : IDisposable
         var binding = _configfs.ResolveNexus(found.HbaIndex, found.DeviceName, config);
         if (binding.Warning is { } w) Log.Warning($"{key}: {w}");
         var path = volume.AddPath(key, binding.Nexus, binding.UnboundReason);
+        path.LimitTransferLength(uio.Length - ring.DataOffset); // a larger command never reaches the ring
+        if (existing) path.PowerOnOccurred(); // its SPC-2 reservations and unit attentions died with the old daemon
         var device = new Device(key, uio, ring, path, backstore, config) { Binding = binding };
         device.Watch = new NexusSessionWatch(_configfs);
         _devices[key] = device;

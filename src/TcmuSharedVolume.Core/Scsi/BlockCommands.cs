@@ -184,8 +184,10 @@ public static class BlockCommands
     /// Runs a change of the medium (WRITE, WRITE SAME, UNMAP…) under the volume's write ordering
     /// read lock, which COMPARE AND WRITE takes for writing so that no write lands between its
     /// read and its write (SBC-3 5.2). A failing store gives the command its sense; returns false then.
+    /// A <paramref name="writeThrough"/> change promises durability, so it also answers for the
+    /// volume's latched write error (<see cref="Volume.LatchedWriteErrno"/>).
     /// </summary>
-    private static bool ChangeMedium<TState>(Volume v, ScsiCommand command, scoped ref TState state, MediumChange<TState> change)
+    private static bool ChangeMedium<TState>(Volume v, ScsiCommand command, bool writeThrough, scoped ref TState state, MediumChange<TState> change)
         where TState : allows ref struct
     {
         var ordering = v.WriteOrdering;
@@ -193,24 +195,42 @@ public static class BlockCommands
         try
         {
             change(v.Store, command, ref state);
-            return true;
         }
         catch (BackingStoreException e)
         {
-            Failed(v, command, e, write: true);
+            WriteFailed(v, command, e, writeThrough);
             return false;
         }
         finally
         {
             ordering.ExitReadLock();
         }
+        return DurableUnlessLatched(v, command, writeThrough);
+    }
+
+    /// <summary>A failed write; one that was to be durable may have taken other cached data
+    /// with it (RWF_DSYNC / fdatasync failing), so it latches the volume's write error.
+    /// ENOSPC from a write is refused allocation, before anything was written: not latched.</summary>
+    private static void WriteFailed(Volume v, ScsiCommand command, BackingStoreException e, bool writeThrough)
+    {
+        if (writeThrough && e.Errno != ENOSPC) v.LatchWriteError(e.Errno);
+        Failed(v, command, e, write: true);
+    }
+
+    /// <summary>After a successful write-through change: GOOD may only say "durable" if no
+    /// earlier flush lost data (the error is latched until cleared).</summary>
+    private static bool DurableUnlessLatched(Volume v, ScsiCommand command, bool writeThrough)
+    {
+        if (!writeThrough || v.LatchedWriteErrno == 0) return true;
+        command.CheckCondition(SenseCode.WriteError);
+        return false;
     }
 
     private record struct DataOut(long Length, long DeviceOffset, bool Fua);
 
     /// <summary>Data-Out [0, Length) to the medium at DeviceOffset.</summary>
     private static bool WriteDataOut(Volume v, ScsiCommand command, DataOut range) =>
-        ChangeMedium(v, command, ref range,
+        ChangeMedium(v, command, range.Fua, ref range,
             static (IBackingStore store, ScsiCommand c, scoped ref DataOut r) => WriteFrom(store, c.Data, 0, r.Length, r.DeviceOffset, r.Fua));
 
     // ---- data movement ----
@@ -439,7 +459,7 @@ public static class BlockCommands
         }
 
         var same = new WriteSameArgs(pattern, (long)lba * bs, (long)blocks * bs, unmap, writeThrough: !v.WriteCacheEnabled);
-        if (ChangeMedium(v, command, ref same, static (IBackingStore store, ScsiCommand _, scoped ref WriteSameArgs a) =>
+        if (ChangeMedium(v, command, same.WriteThrough, ref same, static (IBackingStore store, ScsiCommand _, scoped ref WriteSameArgs a) =>
             {
                 if (!a.Pattern.ContainsAnyExcept((byte)0))
                 {
@@ -547,7 +567,7 @@ public static class BlockCommands
             if (!InRange(v, command, lba, blocks)) return;
         }
         var descriptors = (Count: count, BlockSize: bs, WriteThrough: !v.WriteCacheEnabled);
-        if (ChangeMedium(v, command, ref descriptors, static (IBackingStore store, ScsiCommand c, scoped ref (int Count, int BlockSize, bool WriteThrough) a) =>
+        if (ChangeMedium(v, command, descriptors.WriteThrough, ref descriptors, static (IBackingStore store, ScsiCommand c, scoped ref (int Count, int BlockSize, bool WriteThrough) a) =>
             {
                 Span<byte> d = stackalloc byte[16];
                 for (int i = 0; i < a.Count; i++)
@@ -622,7 +642,7 @@ public static class BlockCommands
             }
             catch (BackingStoreException e)
             {
-                Failed(v, command, e, write: true);
+                WriteFailed(v, command, e, fua);
                 return;
             }
         }
@@ -631,7 +651,7 @@ public static class BlockCommands
             ordering.ExitWriteLock();
             ArrayPool<byte>.Shared.Return(medium);
         }
-        command.Good();
+        if (DurableUnlessLatched(v, command, fua)) command.Good();
     }
 
     // ---- READ CAPACITY (SBC-3 5.15, 5.16) ----
@@ -652,7 +672,10 @@ public static class BlockCommands
         b.Clear();
         Be.U64(b, 0, (ulong)Math.Max(v.BlockCount - 1, 0));
         Be.U32(b, 8, (uint)v.BlockSize);
-        // Byte 13: LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT 0. Byte 14: LBPME, LBPRZ.
+        // Byte 13 bits 3-0: LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT. Bytes 14-15: LOWEST
+        // ALIGNED LOGICAL BLOCK ADDRESS 0, since the volume starts at offset 0 of the file or
+        // device, which is physically aligned. Byte 14 bits 7-6: LBPME, LBPRZ.
+        b[13] = (byte)BlockLimitsOf.LogicalBlocksPerPhysicalBlockExponent(v);
         if (v.Store.SupportsUnmap)
         {
             b[14] = 0x80;

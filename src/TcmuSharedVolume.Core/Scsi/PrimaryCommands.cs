@@ -369,19 +369,32 @@ public static class PrimaryCommands
         return true;
     }
 
+    /// <summary>
+    /// Makes the volume's completed writes durable; false (with WRITE ERROR) if it failed now or
+    /// a flush failed before and the error is still latched (<see cref="Volume.LatchedWriteErrno"/>):
+    /// a flush that succeeds after a failed one proves nothing about the data that failed.
+    /// </summary>
     internal static bool Flush(Volume volume, ScsiCommand command)
     {
         try
         {
+            // Flushed even when latched: data written since is made as durable as it can be.
             volume.Store.Flush();
-            return true;
         }
         catch (BackingStoreException e)
         {
             Diagnostics.Log.Error($"flush of {volume.Identity.UnitSerial} failed: {e.Message}");
+            // Any errno, ENOSPC included: at fdatasync time it means delayed writeback failed.
+            volume.LatchWriteError(e.Errno);
             command.CheckCondition(SenseCode.WriteError);
             return false;
         }
+        if (volume.LatchedWriteErrno != 0)
+        {
+            command.CheckCondition(SenseCode.WriteError);
+            return false;
+        }
+        return true;
     }
 
     // ---- START STOP UNIT (SBC-3 5.25) ----

@@ -202,5 +202,16 @@ internal static class BlockLimitsOf
 
     public static uint UnmapGranularityBlocks(Volume v) => (uint)Math.Max(1, v.Store.UnmapGranularity / v.BlockSize);
 
+    /// <summary>log2(physical block / logical block), 0 when the store's physical block is not
+    /// larger than the volume's block or is not a power-of-two multiple of it (SBC-3 READ
+    /// CAPACITY(16) parameter data: the field is 4 bits).</summary>
+    public static int LogicalBlocksPerPhysicalBlockExponent(Volume v)
+    {
+        int physical = v.Store.PhysicalBlockSize;
+        if (physical <= v.BlockSize || physical % v.BlockSize != 0) return 0;
+        int ratio = physical / v.BlockSize;
+        return int.IsPow2(ratio) ? Math.Min(int.Log2(ratio), 15) : 0;
+    }
+
     public static int OptimalTransferLengthGranularity(Volume v) => (int)Math.Min(0xFFFF, UnmapGranularityBlocks(v));
 }

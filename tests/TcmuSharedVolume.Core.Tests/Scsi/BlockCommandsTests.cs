@@ -12,6 +12,7 @@ public sealed class BlockCommandsTests : IDisposable
     private FaultStore _store = null!;
     private readonly VolumePath _a, _b;
     private const int Bs = BlockSize;
+    private static readonly SenseCode SpaceAllocationFailed = new(SenseKey.DataProtect, 0x27, 0x07);
 
     public BlockCommandsTests()
     {
@@ -240,6 +241,58 @@ public sealed class BlockCommandsTests : IDisposable
         Assert.Equal(2, _store.Flushes);
         Run(_a, Cdb.Rw16(OperationCode.SynchronizeCache16, (ulong)_volume.BlockCount, 1)).AssertCheck(SenseCode.LbaOutOfRange);
         Assert.Equal(2, _store.Flushes);
+    }
+
+    // ---- the write error latch ----
+
+    private static byte[] SyncCache => Cdb.Rw10(OperationCode.SynchronizeCache10, 0, 0);
+
+    [Fact]
+    public void AFailedFlushKeepsFailingEveryLaterFlushAndFuaWriteUntilCleared()
+    {
+        WriteBlocks(_a, 0, Pattern(Bs, 40)); // cached (WCE=1): GOOD, durable only after a flush
+        _store.FlushErrno = 5;
+        Run(_a, SyncCache).AssertCheck(SenseCode.WriteError);
+        // The kernel's next fdatasync succeeds: it marked the pages it could not write clean.
+        _store.FlushErrno = null;
+        Run(_a, SyncCache).AssertCheck(SenseCode.WriteError);
+        Run(_b, SyncCache).AssertCheck(SenseCode.WriteError); // on every path, not just once
+        Out(_b, Cdb.Write10(1, 1, flags: 0x08), new byte[Bs]).AssertCheck(SenseCode.WriteError); // FUA
+        Out(_a, Cdb.CompareAndWrite(2, 1, flags: 0x08), new byte[2 * Bs]).AssertCheck(SenseCode.WriteError);
+        _volume.WriteCacheEnabled = false; // every write is write-through now
+        Out(_a, Cdb.Write10(3, 1), new byte[Bs]).AssertCheck(SenseCode.WriteError);
+        _volume.WriteCacheEnabled = true;
+        // What is not a promise of durability goes on, so the data can be read and copied off.
+        WriteBlocks(_a, 4, Pattern(Bs, 41));
+        Assert.Equal(Pattern(Bs, 41), ReadBlocks(_b, 4, 1));
+        Assert.Equal(5, _volume.LatchedWriteErrno);
+
+        Assert.Equal(5, _volume.ClearWriteError());
+        Run(_a, SyncCache).AssertGood();
+        Out(_b, Cdb.Write10(1, 1, flags: 0x08), new byte[Bs]).AssertGood();
+    }
+
+    [Fact]
+    public void AFailedFuaWriteLatchesButRefusedAllocationDoesNot()
+    {
+        _store.WriteErrno = 28; // ENOSPC: the thin store refused the allocation, nothing was lost
+        Out(_a, Cdb.Write10(0, 1, flags: 0x08), new byte[Bs]).AssertCheck(SpaceAllocationFailed);
+        _store.WriteErrno = null;
+        Run(_a, SyncCache).AssertGood();
+        _store.WriteErrno = 5; // EIO with RWF_DSYNC: writeback of other cached data may have failed
+        Out(_a, Cdb.Write10(0, 1, flags: 0x08), new byte[Bs]).AssertCheck(SenseCode.WriteError);
+        _store.WriteErrno = null;
+        Run(_b, SyncCache).AssertCheck(SenseCode.WriteError);
+    }
+
+    [Fact]
+    public void ACachedWriteErrorIsReportedByItsCommandAndNotLatched()
+    {
+        _store.WriteErrno = 5;
+        Out(_a, Cdb.Write10(0, 1), new byte[Bs]).AssertCheck(SenseCode.WriteError);
+        _store.WriteErrno = null;
+        Run(_a, SyncCache).AssertGood();
+        Assert.Equal(0, _volume.LatchedWriteErrno);
     }
 
     // ---- UNMAP / GET LBA STATUS ----
@@ -512,13 +565,34 @@ public sealed class BlockCommandsTests : IDisposable
         r16.AssertGood();
         Assert.Equal((ulong)(_volume.BlockCount - 1), BinaryPrimitives.ReadUInt64BigEndian(r16.DataIn));
         Assert.Equal((uint)Bs, BinaryPrimitives.ReadUInt32BigEndian(r16.DataIn.AsSpan(8)));
-        Assert.Equal(0, r16.DataIn[13] & 0x0F);
         Assert.Equal(0x80 | 0x40, r16.DataIn[14] & 0xC0); // LBPME, LBPRZ
+        Assert.Equal(0, r16.DataIn[14] & 0x3F); // LOWEST ALIGNED LOGICAL BLOCK ADDRESS
+        Assert.Equal(0, r16.DataIn[15]);
 
         _store.Unmappable = false;
         Assert.Equal(0, In(_a, Cdb.ServiceActionIn16(OperationCode.ServiceActionReadCapacity16, 0, 32), 32).DataIn[14] & 0xC0);
         Assert.Equal(12, In(_a, Cdb.ServiceActionIn16(OperationCode.ServiceActionReadCapacity16, 0, 12), 32).DataInLength);
         In(_a, Cdb.ServiceActionIn16(0x11, 0, 32), 32).AssertCheck(SenseCode.InvalidFieldInCdb);
+    }
+
+    [Theory]
+    [InlineData(512, 4096, 3)]   // 512e disk, or a file system with 4 KiB blocks
+    [InlineData(512, 1024, 1)]
+    [InlineData(512, 512, 0)]
+    [InlineData(512, 0, 0)]      // unknown
+    [InlineData(512, 3072, 0)]   // not a power-of-two multiple: no claim
+    [InlineData(4096, 4096, 0)]  // 4Kn
+    [InlineData(4096, 512, 0)]   // a physical block smaller than the logical one says nothing
+    public void ReadCapacity16ReportsTheStoresPhysicalBlockExponent(int blockSize, int physical, int exponent)
+    {
+        FaultStore store = null!;
+        var v = _f.CreateVolume(4 << 20, name: $"pb{blockSize}-{physical}", blockSize: blockSize, wrap: s => store = new FaultStore(s));
+        store.PhysicalBlockSizeOverride = physical;
+        var p = v.AddPath("pb-a", Nexus("iqn.2024-01.test:a", 1));
+        var r16 = In(p, Cdb.ServiceActionIn16(OperationCode.ServiceActionReadCapacity16, 0, 32), 32);
+        r16.AssertGood();
+        Assert.Equal(exponent, r16.DataIn[13] & 0x0F); // LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT
+        Assert.Equal(0, r16.DataIn[14] & 0x3F);
     }
 
     [Fact]

@@ -415,8 +415,14 @@ public sealed class PrimaryCommandsTests : IDisposable
         Out(p, Cdb.ModeSelect10((ushort)list.Length), list).AssertCheck(SenseCode.WriteError);
         Assert.True(v.WriteCacheEnabled);
         fault.FlushErrno = null;
+        // The failed flush is latched: turning the cache off (a promise that what GOOD covered
+        // is durable) keeps failing until the error is cleared.
+        Out(p, Cdb.ModeSelect10((ushort)list.Length), list).AssertCheck(SenseCode.WriteError);
+        Assert.True(v.WriteCacheEnabled);
+        v.ClearWriteError();
         Out(p, Cdb.ModeSelect10((ushort)list.Length), list).AssertGood();
-        Assert.Equal(1, fault.Flushes);
+        Assert.False(v.WriteCacheEnabled);
+        Assert.Equal(2, fault.Flushes);
     }
 
     // ---- REPORT SUPPORTED OPERATION CODES ----
