@@ -39,8 +39,9 @@ internal static class AdminStatusBuilder
         {
             v.Reservations.AdministrativeClear();
         }
-        catch (ReservationStoreException e)
+        catch (Exception e) when (e is IOException or ReservationStoreException)
         {
+            // AdministrativeClear's save fails with IOException (ENOSPC, EIO); nothing changed.
             return (false, $"could not persist the cleared state: {e.Message}");
         }
         Log.Warning($"{v.BackingPath}: reservations and registrations cleared by the administrator");

@@ -165,6 +165,8 @@ public sealed class DeviceManager : IDisposable
             var binding = _configfs.ResolveNexus(found.HbaIndex, found.DeviceName, config);
             if (binding.Warning is { } w) Log.Warning($"{key}: {w}");
             var path = volume.AddPath(key, binding.Nexus, binding.UnboundReason);
+            path.LimitTransferLength(mapping.Ring.MapLength - mapping.Ring.DataOffset); // a larger command never reaches the ring
+            if (existing) path.PowerOnOccurred(); // its SPC-2 reservations and unit attentions died with the old daemon
             var device = new Device(key, mapping, path, backstore, config)
             {
                 Binding = binding,

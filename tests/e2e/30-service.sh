@@ -103,6 +103,9 @@ fio_verified $fio_pid "the restart"
 journal | grep -q "user_[0-9]*/v1: serving" || fail "v1 not adopted after restart"
 [ "$(journal | grep -c 'ready: serving 1 volume(s) over 1 path(s)')" -ge 1 ] || fail "restarted daemon did not serve v1"
 ok "fio wrote and verified 48 MiB across systemctl restart"
+# The restarted daemon reports POWER ON, RESET, OR BUS DEVICE RESET OCCURRED (29h/00h) once on
+# the adopted path. The kernel retries its own I/O after it (fio above); sg_persist does not
+# retry a unit attention, so a TEST UNIT READY takes it first, as an initiator's would.
 tur "$dev"
 keys=$(sg_persist --in --read-keys "$dev" 2>&1)
 grep -q 0xabc1 <<<"$keys" || fail "key lost across restart: $keys"

@@ -164,6 +164,8 @@ if [ "$BOOT" = 1 ]; then
     grep -iE 'I/O error|critical|blk_update_request|Buffer I/O|timed out|timeout|expired|abort' <<<"$kmsg" &&
         fail "the kernel logged an I/O error, timeout or abort"
     ok "no I/O error, timeout or expired command in dmesg"
+    # The restarted daemon's POWER ON, RESET unit attention (29h/00h) was taken by fio's retried
+    # I/O or is taken here, before any sg_* command (sg3_utils does not retry a unit attention).
     tur "$dev"
 
     # The kill -9 part is done; its tcm_loop disk would only get in the way of the reboot.

@@ -69,6 +69,24 @@ public sealed unsafe class BlockDeviceStore : IBackingStore
     /// <summary>Logical sector size of the device (BLKSSZGET).</summary>
     public int LogicalSectorSize => _sectorSize;
 
+    private int _physicalSectorSize;
+
+    /// <summary>Physical sector size of the device (BLKPBSZGET): 4096 on 512e and 4Kn disks.
+    /// Asked once, on first use (READ CAPACITY(16)); the logical sector size if the ioctl fails.</summary>
+    public int PhysicalBlockSize
+    {
+        get
+        {
+            int known = Volatile.Read(ref _physicalSectorSize);
+            if (known != 0) return known;
+            uint physical;
+            int size = Libc.ioctl(Fd, Libc.BLKPBSZGET, &physical) == 0 && physical is > 0 and <= 1u << 20
+                ? (int)physical : _sectorSize;
+            Volatile.Write(ref _physicalSectorSize, size);
+            return size;
+        }
+    }
+
     /// <summary>Opens the device O_EXCL (refused while mounted or in use); see <see cref="BackingPath"/>.</summary>
     public static BlockDeviceStore Open(string path, BackingStoreOptions? options = null)
     {

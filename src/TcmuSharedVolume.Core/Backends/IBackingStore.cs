@@ -28,6 +28,14 @@ public interface IBackingStore : IDisposable
     /// <summary>Preferred alignment for unmap, in bytes (discard granularity; file system block for files).</summary>
     int UnmapGranularity { get; }
 
+    /// <summary>
+    /// The smallest unit the store writes without reading back around it, in bytes (a block
+    /// device's physical sector, BLKPBSZGET; a file's st_blksize, at most 4 KiB); 0 if unknown.
+    /// Reported as LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT in READ CAPACITY(16), so that a
+    /// 512-byte volume on 4 KiB storage is aligned by the initiator.
+    /// </summary>
+    int PhysicalBlockSize => 0;
+
     void Read(ReadOnlySpan<IoVec> destination, long offset);
     void Write(ReadOnlySpan<IoVec> source, long offset, bool forceUnitAccess);
     void Read(Span<byte> destination, long offset);

@@ -58,17 +58,25 @@ public static class ReservationAccess
             0x34, 0x90,  // PRE-FETCH(10/16)
             0x8C);       // READ ATTRIBUTE
 
+        // Every command that REPORT CAPABILITIES' ALLOW COMMANDS 011b says passes a Write
+        // Exclusive reservation (SPC-4 REPORT CAPABILITIES; READ ATTRIBUTE is in Read above,
+        // REPORT SUPPORTED OPERATION CODES / TASK MANAGEMENT FUNCTIONS under MAINTENANCE IN
+        // below) must be in this class or a more lenient one, or the claim is false.
         Set(AccessClass.MetadataRead,
             OperationCode.ModeSense6, OperationCode.ModeSense10,
             0x3C,        // READ BUFFER
             0x1C,        // RECEIVE DIAGNOSTIC RESULTS
+            0x84,        // RECEIVE COPY RESULTS
+            // READ DEFECT DATA(10/12): SBC-3's table of commands allowed in the presence of
+            // reservations lets it through Write Exclusive (SBC-2 and SPC-2 did not), and
+            // ALLOW COMMANDS 011b says so.
+            0x37, 0xB7,
             0xA2);       // SECURITY PROTOCOL IN
 
         // Explicitly Write (documentation; the default already says so): WRITE*, WRITE AND VERIFY,
         // WRITE SAME, UNMAP, COMPARE AND WRITE, ORWRITE (8Bh), XDWRITE, SYNCHRONIZE CACHE, FORMAT
         // UNIT (04h), SANITIZE (48h), MODE SELECT, LOG SELECT (4Ch), WRITE BUFFER (3Bh), SEND
-        // DIAGNOSTIC, EXTENDED COPY (83h), SECURITY PROTOCOL OUT (B5h), MAINTENANCE OUT (A4h),
-        // and READ DEFECT DATA (37h/B7h), which SPC-2 Table B.2 blocks even under WE.
+        // DIAGNOSTIC, EXTENDED COPY (83h), SECURITY PROTOCOL OUT (B5h), MAINTENANCE OUT (A4h).
 
         t[OperationCode.StartStopUnit] = Special;
         t[OperationCode.PreventAllowMediumRemoval] = Special;

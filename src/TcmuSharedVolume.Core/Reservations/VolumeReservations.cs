@@ -178,6 +178,30 @@ public sealed class VolumeReservations
         }
     }
 
+    /// <summary>
+    /// A power-on as <paramref name="nexus"/> sees it (SAM-5 unit attention POWER ON, RESET, OR
+    /// BUS DEVICE RESET OCCURRED, 29h/00h): queued ahead of anything else pending for it, since a
+    /// reset is the condition of highest precedence and tells the initiator that whatever it
+    /// knew of the logical unit's state (SPC-2 reservations, unit attentions, mode pages) may
+    /// be gone.
+    /// </summary>
+    public void PowerOnOccurred(ItNexus nexus)
+    {
+        var powerOn = SenseCode.PowerOnResetOrBusDeviceResetOccurred;
+        lock (_uaLock)
+        {
+            _unitAttentions.TryGetValue(nexus, out var pending);
+            var queue = new Queue<SenseCode>(2);
+            queue.Enqueue(powerOn);
+            int before = pending?.Count ?? 0;
+            if (pending is not null)
+                foreach (var code in pending)
+                    if (code != powerOn && queue.Count < MaxUnitAttentionsPerNexus) queue.Enqueue(code);
+            _unitAttentions[nexus] = queue;
+            _unitAttentionCount += queue.Count - before;
+        }
+    }
+
     // ------------------------------------------------------------------ resets
 
     /// <summary>LUN RESET from <paramref name="nexus"/>: breaks SPC-2 reservations, keeps persistent ones
@@ -191,6 +215,20 @@ public sealed class VolumeReservations
             Log.Info($"reservations: LUN reset by {nexus?.ToString() ?? "unbound path"} releases SPC-2 reservation of {s.Spc2Holder}");
             Publish(new StateBuilder(s) { Spc2Holder = null });
         }
+    }
+
+    /// <summary>
+    /// A reset of the logical unit that arrived on <paramref name="nexus"/>'s path (LOGICAL UNIT
+    /// RESET, or a TARGET WARM/COLD RESET reaching this logical unit): SPC-2 reservations are
+    /// released (<see cref="LunReset"/>) and every other nexus of the volume gets
+    /// <paramref name="unitAttention"/> (SAM-5 logical unit reset: a unit attention for every
+    /// I_T nexus). The issuing nexus is left out: its own backstore's LUN reset raises it in
+    /// the kernel, and a path is the only way to that nexus.
+    /// </summary>
+    public void ResetOccurred(ItNexus? nexus, SenseCode unitAttention)
+    {
+        LunReset(nexus);
+        AddUnitAttentionForAll(unitAttention, except: nexus);
     }
 
     /// <summary>I_T nexus loss: releases an SPC-2 reservation held by the nexus (registrations stay).</summary>
@@ -295,8 +333,10 @@ public sealed class VolumeReservations
                 data = new byte[8];
                 data[1] = 8;
                 data[2] = 0x10 | 0x08 | 0x04 | 0x01; // CRH, SIP_C, ATP_C, PTPL_C; RLR_C=0
-                // TMV; ALLOW COMMANDS 011b: TUR passes WE and EA, and MODE SENSE, READ BUFFER,
-                // RECEIVE DIAGNOSTIC, REPORT SUPPORTED OPCODES... pass WE (our §3 table); PTPL_A live.
+                // TMV; ALLOW COMMANDS 011b: TUR passes WE and EA, and MODE SENSE, READ ATTRIBUTE,
+                // READ BUFFER, RECEIVE COPY RESULTS, RECEIVE DIAGNOSTIC RESULTS, REPORT SUPPORTED
+                // OPERATION CODES / TMFs and READ DEFECT DATA pass WE: the gate's classes in
+                // ReservationAccess keep this true. PTPL_A live.
                 data[3] = (byte)(0x80 | (0b011 << 4) | (s.Aptpl ? 0x01 : 0x00));
                 data[4] = 0x80 | 0x40 | 0x20 | 0x08 | 0x02; // WR_EX_AR, EX_AC_RO, WR_EX_RO, EX_AC, WR_EX
                 data[5] = 0x01; // EX_AC_AR

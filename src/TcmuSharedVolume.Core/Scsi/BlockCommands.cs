@@ -15,10 +15,12 @@ namespace TcmuSharedVolume.Scsi;
 /// </summary>
 /// <remarks>
 /// Transfer length and the fabric's buffer: when the buffer is shorter than the CDB asks, a
-/// read fills the buffer and reports how much it produced; a write writes the whole blocks the
-/// buffer holds and nothing past it. VERIFY with BYTCHK and COMPARE AND WRITE need all their
-/// Data-Out and fail with INVALID FIELD IN CDB when the buffer is short, since a partial compare
-/// could not tell the truth.
+/// read fills the buffer and reports how much it produced (the residual is the fabric's to
+/// report). Every command with Data-Out (WRITE, WRITE AND VERIFY, VERIFY with BYTCHK and
+/// COMPARE AND WRITE) needs all of it and fails with INVALID FIELD IN CDB when the buffer is
+/// short, before touching the medium: writing only the blocks that arrived would be a torn
+/// write reported as GOOD, and a partial compare could not tell the truth. (LIO refuses such an
+/// underflow itself before the command reaches the ring; this is the check of last resort.)
 /// </remarks>
 public static class BlockCommands
 {
@@ -158,6 +160,16 @@ public static class BlockCommands
         return false;
     }
 
+    /// <summary>Data-Out must hold every block the CDB names (see the class remarks); the
+    /// transfer's length in bytes is <paramref name="bytes"/>.</summary>
+    private static bool HasAllDataOut(Volume v, ScsiCommand command, ulong blocks, int lengthField, out long bytes)
+    {
+        bytes = (long)blocks * v.BlockSize;
+        if (command.Data.Length >= bytes) return true;
+        Invalid(command, lengthField);
+        return false;
+    }
+
     private static void Failed(Volume v, ScsiCommand command, BackingStoreException e, bool write)
     {
         Log.Error($"volume {v.Identity.UnitSerial}: {(write ? "write" : "read")} failed: {e.Message}");
@@ -172,8 +184,10 @@ public static class BlockCommands
     /// Runs a change of the medium (WRITE, WRITE SAME, UNMAP…) under the volume's write ordering
     /// read lock, which COMPARE AND WRITE takes for writing so that no write lands between its
     /// read and its write (SBC-3 5.2). A failing store gives the command its sense; returns false then.
+    /// A <paramref name="writeThrough"/> change promises durability, so it also answers for the
+    /// volume's latched write error (<see cref="Volume.LatchedWriteErrno"/>).
     /// </summary>
-    private static bool ChangeMedium<TState>(Volume v, ScsiCommand command, scoped ref TState state, MediumChange<TState> change)
+    private static bool ChangeMedium<TState>(Volume v, ScsiCommand command, bool writeThrough, scoped ref TState state, MediumChange<TState> change)
         where TState : allows ref struct
     {
         var ordering = v.WriteOrdering;
@@ -181,24 +195,42 @@ public static class BlockCommands
         try
         {
             change(v.Store, command, ref state);
-            return true;
         }
         catch (BackingStoreException e)
         {
-            Failed(v, command, e, write: true);
+            WriteFailed(v, command, e, writeThrough);
             return false;
         }
         finally
         {
             ordering.ExitReadLock();
         }
+        return DurableUnlessLatched(v, command, writeThrough);
+    }
+
+    /// <summary>A failed write; one that was to be durable may have taken other cached data
+    /// with it (RWF_DSYNC / fdatasync failing), so it latches the volume's write error.
+    /// ENOSPC from a write is refused allocation, before anything was written: not latched.</summary>
+    private static void WriteFailed(Volume v, ScsiCommand command, BackingStoreException e, bool writeThrough)
+    {
+        if (writeThrough && e.Errno != ENOSPC) v.LatchWriteError(e.Errno);
+        Failed(v, command, e, write: true);
+    }
+
+    /// <summary>After a successful write-through change: GOOD may only say "durable" if no
+    /// earlier flush lost data (the error is latched until cleared).</summary>
+    private static bool DurableUnlessLatched(Volume v, ScsiCommand command, bool writeThrough)
+    {
+        if (!writeThrough || v.LatchedWriteErrno == 0) return true;
+        command.CheckCondition(SenseCode.WriteError);
+        return false;
     }
 
     private record struct DataOut(long Length, long DeviceOffset, bool Fua);
 
     /// <summary>Data-Out [0, Length) to the medium at DeviceOffset.</summary>
     private static bool WriteDataOut(Volume v, ScsiCommand command, DataOut range) =>
-        ChangeMedium(v, command, ref range,
+        ChangeMedium(v, command, range.Fua, ref range,
             static (IBackingStore store, ScsiCommand c, scoped ref DataOut r) => WriteFrom(store, c.Data, 0, r.Length, r.DeviceOffset, r.Fua));
 
     // ---- data movement ----
@@ -275,10 +307,10 @@ public static class BlockCommands
     {
         if (!NoProtection(command, flags) || !InRange(v, command, lba, blocks)
             || !WithinTransferLimit(v, command, blocks, lengthField)) return;
-        int bs = v.BlockSize;
-        long n = Math.Min((long)blocks * bs, command.Data.Length / bs * bs);
+        if (!HasAllDataOut(v, command, blocks, lengthField, out long n)) return;
         // FUA (bit 3): this write through; WCE=0: every write through (SBC-3 4.15).
         bool fua = (flags & 0x08) != 0 || !v.WriteCacheEnabled;
+        int bs = v.BlockSize;
         if (WriteDataOut(v, command, new DataOut(n, (long)lba * bs, fua))) command.Good();
     }
 
@@ -371,8 +403,8 @@ public static class BlockCommands
     {
         if (!NoProtection(command, flags) || !InRange(v, command, lba, blocks)
             || !WithinTransferLimit(v, command, blocks, lengthField)) return;
+        if (!HasAllDataOut(v, command, blocks, lengthField, out long n)) return;
         int bs = v.BlockSize;
-        long n = Math.Min((long)blocks * bs, command.Data.Length / bs * bs);
         // Verification is against the medium, so the data is written through.
         if (!WriteDataOut(v, command, new DataOut(n, (long)lba * bs, Fua: true))) return;
         if ((flags & 0x02) != 0) // BYTCHK: read back and compare
@@ -427,7 +459,7 @@ public static class BlockCommands
         }
 
         var same = new WriteSameArgs(pattern, (long)lba * bs, (long)blocks * bs, unmap, writeThrough: !v.WriteCacheEnabled);
-        if (ChangeMedium(v, command, ref same, static (IBackingStore store, ScsiCommand _, scoped ref WriteSameArgs a) =>
+        if (ChangeMedium(v, command, same.WriteThrough, ref same, static (IBackingStore store, ScsiCommand _, scoped ref WriteSameArgs a) =>
             {
                 if (!a.Pattern.ContainsAnyExcept((byte)0))
                 {
@@ -516,13 +548,18 @@ public static class BlockCommands
         uint maxBlocks = BlockLimitsOf.MaxUnmapBlocks(v);
         Span<byte> d = stackalloc byte[16];
         // Check every descriptor before touching anything, so an error changes nothing.
+        // SBC-3 UNMAP: the sum of the NUMBER OF LOGICAL BLOCKS fields of all descriptors, not
+        // each one alone, must not exceed MAXIMUM UNMAP LBA COUNT; the field pointer names the
+        // descriptor that goes past it.
+        ulong total = 0;
         for (int i = 0; i < count; i++)
         {
             command.Data.CopyTo(8 + i * 16, d);
             var r = new CdbReader(d);
             ulong lba = r.U64(0);
             uint blocks = r.U32(8);
-            if (blocks > maxBlocks)
+            total += blocks; // at most 256 descriptors of 2^32 - 1 blocks: cannot wrap
+            if (total > maxBlocks)
             {
                 InvalidParameter(command, 8 + i * 16 + 8);
                 return;
@@ -530,7 +567,7 @@ public static class BlockCommands
             if (!InRange(v, command, lba, blocks)) return;
         }
         var descriptors = (Count: count, BlockSize: bs, WriteThrough: !v.WriteCacheEnabled);
-        if (ChangeMedium(v, command, ref descriptors, static (IBackingStore store, ScsiCommand c, scoped ref (int Count, int BlockSize, bool WriteThrough) a) =>
+        if (ChangeMedium(v, command, descriptors.WriteThrough, ref descriptors, static (IBackingStore store, ScsiCommand c, scoped ref (int Count, int BlockSize, bool WriteThrough) a) =>
             {
                 Span<byte> d = stackalloc byte[16];
                 for (int i = 0; i < a.Count; i++)
@@ -605,7 +642,7 @@ public static class BlockCommands
             }
             catch (BackingStoreException e)
             {
-                Failed(v, command, e, write: true);
+                WriteFailed(v, command, e, fua);
                 return;
             }
         }
@@ -614,7 +651,7 @@ public static class BlockCommands
             ordering.ExitWriteLock();
             ArrayPool<byte>.Shared.Return(medium);
         }
-        command.Good();
+        if (DurableUnlessLatched(v, command, fua)) command.Good();
     }
 
     // ---- READ CAPACITY (SBC-3 5.15, 5.16) ----
@@ -635,7 +672,10 @@ public static class BlockCommands
         b.Clear();
         Be.U64(b, 0, (ulong)Math.Max(v.BlockCount - 1, 0));
         Be.U32(b, 8, (uint)v.BlockSize);
-        // Byte 13: LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT 0. Byte 14: LBPME, LBPRZ.
+        // Byte 13 bits 3-0: LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT. Bytes 14-15: LOWEST
+        // ALIGNED LOGICAL BLOCK ADDRESS 0, since the volume starts at offset 0 of the file or
+        // device, which is physically aligned. Byte 14 bits 7-6: LBPME, LBPRZ.
+        b[13] = (byte)BlockLimitsOf.LogicalBlocksPerPhysicalBlockExponent(v);
         if (v.Store.SupportsUnmap)
         {
             b[14] = 0x80;

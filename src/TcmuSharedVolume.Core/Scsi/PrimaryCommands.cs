@@ -43,7 +43,7 @@ public static class PrimaryCommands
         switch (op)
         {
             case OperationCode.TestUnitReady: command.Good(); break;
-            case OperationCode.RequestSense: RequestSense(command, cdb); break;
+            case OperationCode.RequestSense: RequestSense(path, command, cdb); break;
             case OperationCode.Inquiry: Inquiry(path, command, cdb); break;
             case OperationCode.ModeSense6: ModeSense(path.Volume, command, cdb, ten: false); break;
             case OperationCode.ModeSense10: ModeSense(path.Volume, command, cdb, ten: true); break;
@@ -132,12 +132,16 @@ public static class PrimaryCommands
 
     // ---- REQUEST SENSE (SPC-4 6.39) ----
 
-    private static void RequestSense(ScsiCommand command, CdbReader cdb)
+    private static void RequestSense(VolumePath path, ScsiCommand command, CdbReader cdb)
     {
-        // Sense is always delivered with the CHECK CONDITION (autosense), so nothing is ever
-        // pending here: answer NO SENSE in the format DESC asks for.
+        // Sense of a failed command is always delivered with its CHECK CONDITION (autosense),
+        // so the only sense that can be pending here is a unit attention. The dispatcher does
+        // not report one on REQUEST SENSE (SAM-5 5.14); SPC-4 REQUEST SENSE returns it as the
+        // parameter data instead, with GOOD, and that clears it for this I_T nexus (no UA
+        // interlock). Otherwise NO SENSE. Either in the format DESC asks for.
+        var code = path.Volume.Reservations.TryTakeUnitAttention(path.Nexus, out var ua) ? ua : SenseCode.NoSense;
         Span<byte> sense = stackalloc byte[SenseData.MaxLength];
-        int n = SenseData.Write(sense, SenseCode.NoSense, descriptorFormat: cdb.Bit(1, 0));
+        int n = SenseData.Write(sense, code, descriptorFormat: cdb.Bit(1, 0));
         DataIn(command, sense.Slice(0, n), cdb[4]);
     }
 
@@ -365,19 +369,32 @@ public static class PrimaryCommands
         return true;
     }
 
+    /// <summary>
+    /// Makes the volume's completed writes durable; false (with WRITE ERROR) if it failed now or
+    /// a flush failed before and the error is still latched (<see cref="Volume.LatchedWriteErrno"/>):
+    /// a flush that succeeds after a failed one proves nothing about the data that failed.
+    /// </summary>
     internal static bool Flush(Volume volume, ScsiCommand command)
     {
         try
         {
+            // Flushed even when latched: data written since is made as durable as it can be.
             volume.Store.Flush();
-            return true;
         }
         catch (BackingStoreException e)
         {
             Diagnostics.Log.Error($"flush of {volume.Identity.UnitSerial} failed: {e.Message}");
+            // Any errno, ENOSPC included: at fdatasync time it means delayed writeback failed.
+            volume.LatchWriteError(e.Errno);
             command.CheckCondition(SenseCode.WriteError);
             return false;
         }
+        if (volume.LatchedWriteErrno != 0)
+        {
+            command.CheckCondition(SenseCode.WriteError);
+            return false;
+        }
+        return true;
     }
 
     // ---- START STOP UNIT (SBC-3 5.25) ----

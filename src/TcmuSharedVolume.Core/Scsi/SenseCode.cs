@@ -37,6 +37,7 @@ public readonly record struct SenseCode(SenseKey Key, byte Asc, byte Ascq)
     public static readonly SenseCode RegistrationsPreempted = new(SenseKey.UnitAttention, 0x2A, 0x05);
     public static readonly SenseCode CapacityDataHasChanged = new(SenseKey.UnitAttention, 0x2A, 0x09);
     public static readonly SenseCode CommandsClearedByAnotherInitiator = new(SenseKey.UnitAttention, 0x2F, 0x00);
+    public static readonly SenseCode InquiryDataHasChanged = new(SenseKey.UnitAttention, 0x3F, 0x03);
 
     // MISCOMPARE
     public static readonly SenseCode MiscompareDuringVerifyOperation = new(SenseKey.Miscompare, 0x1D, 0x00);

@@ -70,10 +70,11 @@ internal static class VitalProductData
 
             case ExtendedInquiry:
                 // SPC-4 7.8.7. TCMU does not pass task attributes to userspace, so only SIMPLE is
-                // claimed. V_SUP: there is a volatile cache (the page cache) that SYNCHRONIZE
-                // CACHE flushes. LUICLR: a unit attention is cleared for one I_T nexus only.
+                // claimed. V_SUP (byte 6 bit 0): there is a volatile cache (the page cache) that
+                // SYNCHRONIZE CACHE flushes; NV_SUP (bit 1) stays 0, there is no non-volatile
+                // cache. LUICLR: a unit attention is cleared for one I_T nexus only.
                 b[5] = 0x01;       // SIMPSUP
-                b[6] = 0x02;       // V_SUP
+                b[6] = 0x01;       // V_SUP
                 b[7] = 0x01;       // LUICLR
                 b[13] = SenseData.MaxLength; // MAXIMUM SUPPORTED SENSE DATA LENGTH
                 n = 64;
@@ -200,6 +201,17 @@ internal static class BlockLimitsOf
     public static ulong MaxWriteSameBlocks(Volume v) => Math.Min((ulong)(MaxUnmapBytes / v.BlockSize), MaxWriteSameBlocksCeiling);
 
     public static uint UnmapGranularityBlocks(Volume v) => (uint)Math.Max(1, v.Store.UnmapGranularity / v.BlockSize);
+
+    /// <summary>log2(physical block / logical block), 0 when the store's physical block is not
+    /// larger than the volume's block or is not a power-of-two multiple of it (SBC-3 READ
+    /// CAPACITY(16) parameter data: the field is 4 bits).</summary>
+    public static int LogicalBlocksPerPhysicalBlockExponent(Volume v)
+    {
+        int physical = v.Store.PhysicalBlockSize;
+        if (physical <= v.BlockSize || physical % v.BlockSize != 0) return 0;
+        int ratio = physical / v.BlockSize;
+        return int.IsPow2(ratio) ? Math.Min(int.Log2(ratio), 15) : 0;
+    }
 
     public static int OptimalTransferLengthGranularity(Volume v) => (int)Math.Min(0xFFFF, UnmapGranularityBlocks(v));
 }

@@ -50,11 +50,90 @@ public sealed class Volume : ICommandDrain, IDisposable
     /// The transport copies it into <see cref="ScsiCommand.DescriptorSense"/> of every command.</summary>
     public bool DescriptorSense { get; set; }
 
-    /// <summary>Largest READ/WRITE the volume accepts, in bytes (VPD B0 MAXIMUM TRANSFER LENGTH).
-    /// The transport may lower it to what its data area holds.</summary>
-    public int MaxTransferBytes { get; set; } = 8 << 20;
+    /// <summary>The most one READ/WRITE may move even when every ring could carry more: a
+    /// larger command would hold data area blocks that the other commands of its ring wait for,
+    /// for no gain in throughput.</summary>
+    public const int MaxTransferCeilingBytes = 8 << 20;
+
+    private int _maxTransferBytes = MaxTransferCeilingBytes;
+
+    /// <summary>Largest READ/WRITE the volume accepts, in bytes (VPD B0 MAXIMUM TRANSFER LENGTH,
+    /// enforced with INVALID FIELD IN CDB): the ceiling, lowered by
+    /// <see cref="LimitTransferLength"/> to what the smallest data area of its paths holds.</summary>
+    public int MaxTransferBytes
+    {
+        get => Volatile.Read(ref _maxTransferBytes);
+        set => Volatile.Write(ref _maxTransferBytes, value);
+    }
+
+    /// <summary>
+    /// A path's transport carries at most <paramref name="bytes"/> per command (for TCMU, the
+    /// ring's data area: the kernel fails a larger command before it reaches the ring). One
+    /// MAXIMUM TRANSFER LENGTH serves every path, since one initiator may reach the volume over
+    /// several of them (multipath), so the lowest wins, and a path that joins later can only
+    /// lower it. When it does, the nexuses of the other paths may have read the higher value:
+    /// they get INQUIRY DATA HAS CHANGED (SPC-4 unit attention 3Fh/03h) to read VPD B0 again.
+    /// Returns true if the limit went down.
+    /// </summary>
+    public bool LimitTransferLength(VolumePath path, long bytes)
+    {
+        int limit = (int)Math.Clamp(bytes / BlockSize * BlockSize, BlockSize, MaxTransferCeilingBytes);
+        int current;
+        do
+        {
+            current = MaxTransferBytes;
+            if (limit >= current) return false;
+        }
+        while (Interlocked.CompareExchange(ref _maxTransferBytes, limit, current) != current);
+        Diagnostics.Log.Info($"volume {Identity.UnitSerial}: MAXIMUM TRANSFER LENGTH lowered to {limit} bytes by {path.Name}");
+        if (Paths.Any(p => p != path))
+            Reservations.AddUnitAttentionForAll(SenseCode.InquiryDataHasChanged, except: path.Nexus);
+        return true;
+    }
 
     public IReadOnlyList<VolumePath> Paths => Volatile.Read(ref _paths);
+
+    private int _latchedWriteErrno;
+
+    /// <summary>
+    /// The errno of the first failed flush (or write-through write) since the latch was last
+    /// cleared; 0 if none. While it is set, every SYNCHRONIZE CACHE and every write-through write
+    /// (FUA, or any write with WCE=0) on every path fails with WRITE ERROR.
+    /// </summary>
+    /// <remarks>
+    /// Why a latch, and why until an operator clears it: when fdatasync fails, the kernel has
+    /// already marked the dirty pages it could not write clean (or thrown them away), so the
+    /// next fdatasync finds nothing to write and succeeds. With the write cache on (WCE=1, the
+    /// default) initiators were told GOOD for those writes and rely on a later SYNCHRONIZE CACHE
+    /// to make them durable; a database commits by exactly that barrier. Answering GOOD to it
+    /// after the failure would confirm data that is gone. The kernel's own answer (errseq)
+    /// reports the error once per open file, but here one store serves many initiators on many
+    /// paths: the one that would consume a single report is not necessarily the one whose data
+    /// was lost. Once data may have been lost, the honest answer stays "not durable" for
+    /// everyone until someone who has looked at the data clears the latch
+    /// (<see cref="ClearWriteError"/>). Reads and ordinary cached writes go on: the data that
+    /// is there can still be read and copied off. The latch lives in memory; a daemon restart
+    /// clears it (and the restarted daemon reports a power-on reset to every initiator).
+    /// </remarks>
+    public int LatchedWriteErrno => Volatile.Read(ref _latchedWriteErrno);
+
+    /// <summary>Records a lost-durability error; true if the latch was clear (the first report).</summary>
+    internal bool LatchWriteError(int errno)
+    {
+        bool first = Interlocked.CompareExchange(ref _latchedWriteErrno, errno != 0 ? errno : 5 /* EIO */, 0) == 0;
+        if (first)
+            Diagnostics.Log.Error($"volume {Identity.UnitSerial}: a flush failed, written data may be lost; every SYNCHRONIZE CACHE and FUA write now fails until the write error is cleared");
+        return first;
+    }
+
+    /// <summary>Operator action after checking the data: flushes report the truth again.
+    /// Returns the errno that was latched, or 0.</summary>
+    public int ClearWriteError()
+    {
+        int errno = Interlocked.Exchange(ref _latchedWriteErrno, 0);
+        if (errno != 0) Diagnostics.Log.Notice($"volume {Identity.UnitSerial}: latched write error cleared");
+        return errno;
+    }
 
     /// <summary>
     /// Grows the volume and tells every initiator: CAPACITY DATA HAS CHANGED on the next

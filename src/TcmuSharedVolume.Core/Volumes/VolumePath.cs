@@ -40,6 +40,7 @@ public sealed class VolumePath
             return existing.Equals(nexus);
         Volatile.Write(ref _unboundReason, null);
         Volume.Reservations.PathsChanged();
+        DeliverPowerOn();
         return true;
     }
 
@@ -56,6 +57,34 @@ public sealed class VolumePath
         Volume.Reservations.PathsChanged();
         return true;
     }
+
+    private int _powerOnPending;
+
+    /// <summary>
+    /// For a path whose ring already existed when the daemon started (adopted, not created):
+    /// to its initiator the daemon's restart is the target's power-on. SPC-2 reservations and
+    /// pending unit attentions were held in memory and are gone, so the nexus gets POWER ON,
+    /// RESET, OR BUS DEVICE RESET OCCURRED (29h/00h) on its next command, as after a real
+    /// power cycle, and re-learns the state. A path not yet bound gets it when it binds.
+    /// Not for a freshly created backstore: its initiator has seen nothing to forget.
+    /// </summary>
+    public void PowerOnOccurred()
+    {
+        Volatile.Write(ref _powerOnPending, 1);
+        DeliverPowerOn();
+    }
+
+    /// <summary>Queues the pending power-on unit attention once the nexus is known; exactly once,
+    /// whichever of <see cref="PowerOnOccurred"/> and <see cref="Bind"/> runs last.</summary>
+    private void DeliverPowerOn()
+    {
+        if (Nexus is { } nexus && Interlocked.Exchange(ref _powerOnPending, 0) == 1)
+            Volume.Reservations.PowerOnOccurred(nexus);
+    }
+
+    /// <summary>This path's transport carries at most <paramref name="bytes"/> per command;
+    /// lowers the volume's MAXIMUM TRANSFER LENGTH if needed (<see cref="Volume.LimitTransferLength"/>).</summary>
+    public bool LimitTransferLength(long bytes) => Volume.LimitTransferLength(this, bytes);
 
     public void SetUnboundReason(string reason)
     {

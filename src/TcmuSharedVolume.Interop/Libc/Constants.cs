@@ -41,6 +41,8 @@ public static partial class Libc
     // ioctl (linux/fs.h)
     public const nuint BLKGETSIZE64 = 0x80081272;
     public const nuint BLKSSZGET = 0x1268;
+    /// <summary>_IO(0x12, 123): the physical sector size, an unsigned int.</summary>
+    public const nuint BLKPBSZGET = 0x127B;
     public const nuint BLKDISCARD = 0x1277;
     public const nuint BLKZEROOUT = 0x127F;
     public const nuint BLKDISCARDZEROES = 0x127C;

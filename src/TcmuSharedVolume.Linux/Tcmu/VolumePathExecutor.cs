@@ -40,8 +40,20 @@ public sealed class VolumePathExecutor(VolumePath path, Action? tryBind = null, 
 
     public void TaskManagement(TmrType type, ReadOnlySpan<ushort> commandIds)
     {
-        // SAM-5 5.6.8: a LUN reset releases SPC-2 reservations; persistent reservations survive it.
-        if (type == TmrType.LunReset)
-            path.Volume.Reservations.LunReset(path.Nexus);
+        // A reset releases SPC-2 reservations (SPC-2 5.5.1); persistent reservations survive it
+        // (SPC-4 5.12.1). The kernel raises the reset's unit attention only for the nexus of this
+        // path's own backstore; the volume's other paths are other backstores, so their nexuses
+        // hear of it here (SAM-5 logical unit reset: a unit attention for every I_T nexus).
+        switch (type)
+        {
+            case TmrType.LunReset:
+                path.Volume.Reservations.ResetOccurred(path.Nexus, SenseCode.BusDeviceResetFunctionOccurred);
+                break;
+            case TmrType.TargetWarmReset or TmrType.TargetColdReset:
+                // A target reset is a logical unit reset of every logical unit of the target
+                // (SAM-3 TARGET RESET), this volume's included: reported as a reset occurred.
+                path.Volume.Reservations.ResetOccurred(path.Nexus, SenseCode.PowerOnResetOrBusDeviceResetOccurred);
+                break;
+        }
     }
 }

@@ -94,6 +94,7 @@ public sealed class BlockDeviceStoreTests : IDisposable
         var s = Assert.IsType<BlockDeviceStore>(store);
         Assert.Equal(16 << 20, s.SizeBytes);
         Assert.Equal(512, s.LogicalSectorSize);
+        Assert.Equal(512, s.PhysicalBlockSize); // a loop device over a file: BLKPBSZGET answers 512
         Assert.False(s.UnmapReadsZeroes); // not claimed unless the administrator says so
 
         var data = new byte[64 << 10];

@@ -99,7 +99,10 @@ public class AccessTests
         { "MODE SELECT(10)", [0x55, 0x10, 0, 0, 0, 0, 0, 0, 24, 0], "RRoRoR" },
         { "WRITE BUFFER", [0x3B, 0x02, 0, 0, 0, 0, 0, 0, 0, 0], "RRoRoR" },
         { "EXTENDED COPY", [0x83, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], "RRoRoR" },
-        { "READ DEFECT DATA(10)", [0x37, 0, 0, 0, 0, 0, 0, 0, 0, 0], "RRoRoR" },
+        // SBC-3 lets READ DEFECT DATA through Write Exclusive, and ALLOW COMMANDS 011b says so.
+        { "READ DEFECT DATA(10)", [0x37, 0, 0, 0, 0, 0, 0, 0, 0, 0], "ORoOoR" },
+        { "READ DEFECT DATA(12)", [0xB7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], "ORoOoR" },
+        { "RECEIVE COPY RESULTS", [0x84, 0x03, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10, 0, 0], "ORoOoR" },
         { "vendor opcode", [0xC0, 0, 0, 0, 0, 0], "RRoRoR" },
     };
 

@@ -48,6 +48,42 @@ public class PersistentReserveInTests
         Assert.Equal(0x01, d[5]);
     }
 
+    /// <summary>
+    /// SPC-4 REPORT CAPABILITIES, ALLOW COMMANDS 011b: TEST UNIT READY passes Write Exclusive and
+    /// Exclusive Access reservations, and MODE SENSE, READ ATTRIBUTE, READ BUFFER, RECEIVE COPY
+    /// RESULTS, RECEIVE DIAGNOSTIC RESULTS, REPORT SUPPORTED OPERATION CODES, REPORT SUPPORTED
+    /// TASK MANAGEMENT FUNCTIONS and READ DEFECT DATA pass Write Exclusive. The gate must agree
+    /// with the claim for an unregistered nexus.
+    /// </summary>
+    [Fact]
+    public void AllowCommandsClaimAgreesWithTheGate()
+    {
+        var k = new PrTestKit();
+        Assert.Equal(0b011, (k.PrIn(k[0], 0x02).Data[3] >> 4) & 7);
+        byte[] tur = [0x00, 0, 0, 0, 0, 0];
+        byte[][] passWriteExclusive =
+        [
+            [0x1A, 0, 0x3F, 0, 0xFF, 0],                                    // MODE SENSE(6)
+            [0x5A, 0, 0x3F, 0, 0, 0, 0, 0, 0xFF, 0],                        // MODE SENSE(10)
+            [0x8C, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10, 0, 0],         // READ ATTRIBUTE
+            [0x3C, 0x02, 0, 0, 0, 0, 0, 0, 0, 0],                           // READ BUFFER
+            [0x84, 0x03, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10, 0, 0],      // RECEIVE COPY RESULTS
+            [0x1C, 0, 0, 0, 0xFF, 0],                                       // RECEIVE DIAGNOSTIC RESULTS
+            [0xA3, 0x0C, 0, 0, 0, 0, 0, 0, 0x10, 0, 0, 0],                  // REPORT SUPPORTED OPERATION CODES
+            [0xA3, 0x0D, 0, 0, 0, 0, 0, 0, 0x10, 0, 0, 0],                  // REPORT SUPPORTED TMFs
+            [0x37, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0],                           // READ DEFECT DATA(10)
+            [0xB7, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0, 0],                     // READ DEFECT DATA(12)
+        ];
+        Good(k.Register(k[0], 0, 1));
+        Good(k.Reserve(k[0], 1, PersistentReservationType.WriteExclusive));
+        Assert.True(k.Pr.IsAllowed(k[1], tur));
+        foreach (var cdb in passWriteExclusive)
+            Assert.True(k.Pr.IsAllowed(k[1], cdb), $"{cdb[0]:X2}h should pass Write Exclusive under ALLOW COMMANDS 011b");
+        Good(k.Release(k[0], 1, PersistentReservationType.WriteExclusive));
+        Good(k.Reserve(k[0], 1, PersistentReservationType.ExclusiveAccess));
+        Assert.True(k.Pr.IsAllowed(k[1], tur));
+    }
+
     [Fact]
     public void ServiceActionsFourToThirtyOneAreInvalidFieldInCdb()
     {

@@ -12,6 +12,7 @@ public sealed class BlockCommandsTests : IDisposable
     private FaultStore _store = null!;
     private readonly VolumePath _a, _b;
     private const int Bs = BlockSize;
+    private static readonly SenseCode SpaceAllocationFailed = new(SenseKey.DataProtect, 0x27, 0x07);
 
     public BlockCommandsTests()
     {
@@ -97,16 +98,19 @@ public sealed class BlockCommandsTests : IDisposable
         Assert.Equal(data.AsSpan(0, 3 * Bs - 100).ToArray(), r.DataIn);
     }
 
-    [Fact]
-    public void ShortBufferWritesOnlyTheWholeBlocksItHolds()
+    [Theory]
+    [InlineData(OperationCode.Write10)]
+    [InlineData(OperationCode.WriteAndVerify10)]
+    public void ShortDataOutIsRefusedAndWritesNothing(byte op)
     {
+        // A Data-Out shorter than the CDB's transfer length: writing the blocks that arrived
+        // and answering GOOD would be a torn write the initiator never hears of.
         var before = Pattern(4 * Bs, 8);
         WriteBlocks(_a, 20, before);
-        var data = Pattern(2 * Bs + 10, 9);
-        Out(_a, Cdb.Write10(20, 4), data).AssertGood();
-        var after = ReadBlocks(_a, 20, 4);
-        Assert.Equal(data.AsSpan(0, 2 * Bs).ToArray(), after.AsSpan(0, 2 * Bs).ToArray());
-        Assert.Equal(before.AsSpan(2 * Bs).ToArray(), after.AsSpan(2 * Bs).ToArray());
+        var r = Out(_a, Cdb.Rw10(op, 20, 4), Pattern(2 * Bs + 10, 9));
+        r.AssertCheck(SenseCode.InvalidFieldInCdb);
+        Assert.Equal((true, 7, -1), r.FieldPointer);
+        Assert.Equal(before, ReadBlocks(_a, 20, 4));
     }
 
     [Fact]
@@ -239,6 +243,58 @@ public sealed class BlockCommandsTests : IDisposable
         Assert.Equal(2, _store.Flushes);
     }
 
+    // ---- the write error latch ----
+
+    private static byte[] SyncCache => Cdb.Rw10(OperationCode.SynchronizeCache10, 0, 0);
+
+    [Fact]
+    public void AFailedFlushKeepsFailingEveryLaterFlushAndFuaWriteUntilCleared()
+    {
+        WriteBlocks(_a, 0, Pattern(Bs, 40)); // cached (WCE=1): GOOD, durable only after a flush
+        _store.FlushErrno = 5;
+        Run(_a, SyncCache).AssertCheck(SenseCode.WriteError);
+        // The kernel's next fdatasync succeeds: it marked the pages it could not write clean.
+        _store.FlushErrno = null;
+        Run(_a, SyncCache).AssertCheck(SenseCode.WriteError);
+        Run(_b, SyncCache).AssertCheck(SenseCode.WriteError); // on every path, not just once
+        Out(_b, Cdb.Write10(1, 1, flags: 0x08), new byte[Bs]).AssertCheck(SenseCode.WriteError); // FUA
+        Out(_a, Cdb.CompareAndWrite(2, 1, flags: 0x08), new byte[2 * Bs]).AssertCheck(SenseCode.WriteError);
+        _volume.WriteCacheEnabled = false; // every write is write-through now
+        Out(_a, Cdb.Write10(3, 1), new byte[Bs]).AssertCheck(SenseCode.WriteError);
+        _volume.WriteCacheEnabled = true;
+        // What is not a promise of durability goes on, so the data can be read and copied off.
+        WriteBlocks(_a, 4, Pattern(Bs, 41));
+        Assert.Equal(Pattern(Bs, 41), ReadBlocks(_b, 4, 1));
+        Assert.Equal(5, _volume.LatchedWriteErrno);
+
+        Assert.Equal(5, _volume.ClearWriteError());
+        Run(_a, SyncCache).AssertGood();
+        Out(_b, Cdb.Write10(1, 1, flags: 0x08), new byte[Bs]).AssertGood();
+    }
+
+    [Fact]
+    public void AFailedFuaWriteLatchesButRefusedAllocationDoesNot()
+    {
+        _store.WriteErrno = 28; // ENOSPC: the thin store refused the allocation, nothing was lost
+        Out(_a, Cdb.Write10(0, 1, flags: 0x08), new byte[Bs]).AssertCheck(SpaceAllocationFailed);
+        _store.WriteErrno = null;
+        Run(_a, SyncCache).AssertGood();
+        _store.WriteErrno = 5; // EIO with RWF_DSYNC: writeback of other cached data may have failed
+        Out(_a, Cdb.Write10(0, 1, flags: 0x08), new byte[Bs]).AssertCheck(SenseCode.WriteError);
+        _store.WriteErrno = null;
+        Run(_b, SyncCache).AssertCheck(SenseCode.WriteError);
+    }
+
+    [Fact]
+    public void ACachedWriteErrorIsReportedByItsCommandAndNotLatched()
+    {
+        _store.WriteErrno = 5;
+        Out(_a, Cdb.Write10(0, 1), new byte[Bs]).AssertCheck(SenseCode.WriteError);
+        _store.WriteErrno = null;
+        Run(_a, SyncCache).AssertGood();
+        Assert.Equal(0, _volume.LatchedWriteErrno);
+    }
+
     // ---- UNMAP / GET LBA STATUS ----
 
     private List<(ulong Lba, uint Blocks, int Status)> LbaStatus(VolumePath p, ulong lba, uint allocation = 4096)
@@ -322,6 +378,24 @@ public sealed class BlockCommandsTests : IDisposable
         Out(_a, Cdb.Unmap((ushort)(ok.Length - 1)), ok.AsSpan(0, ok.Length - 1)).AssertGood();
         Assert.Equal(0, LbaStatus(_a, 0)[0].Status);
         Out(_a, Cdb.Unmap((ushort)ok.Length), ok).AssertGood();
+    }
+
+    [Fact]
+    public void UnmapLimitsTheTotalOfAllDescriptorsNotEachOne()
+    {
+        // SBC-3 UNMAP: MAXIMUM UNMAP LBA COUNT bounds the sum over the descriptors.
+        var big = _f.CreateVolume(1L << 30, name: "big"); // sparse: 2^21 blocks
+        var p = big.AddPath("big-a", Nexus("iqn.2024-01.test:a", 1));
+        var b0 = In(p, Cdb.Inquiry(true, 0xB0, 64), 64);
+        uint max = BinaryPrimitives.ReadUInt32BigEndian(b0.DataIn.AsSpan(20));
+        Assert.True(2L * max <= big.BlockCount);
+        uint half = max / 2;
+        var over = Cdb.UnmapList((0, half), (half, max - half + 1));
+        var r = Out(p, Cdb.Unmap((ushort)over.Length), over);
+        r.AssertCheck(SenseCode.InvalidFieldInParameterList);
+        Assert.Equal((false, 8 + 16 + 8, -1), r.FieldPointer); // the second descriptor goes past
+        var exact = Cdb.UnmapList((0, half), (half, max - half));
+        Out(p, Cdb.Unmap((ushort)exact.Length), exact).AssertGood();
     }
 
     [Fact]
@@ -491,13 +565,34 @@ public sealed class BlockCommandsTests : IDisposable
         r16.AssertGood();
         Assert.Equal((ulong)(_volume.BlockCount - 1), BinaryPrimitives.ReadUInt64BigEndian(r16.DataIn));
         Assert.Equal((uint)Bs, BinaryPrimitives.ReadUInt32BigEndian(r16.DataIn.AsSpan(8)));
-        Assert.Equal(0, r16.DataIn[13] & 0x0F);
         Assert.Equal(0x80 | 0x40, r16.DataIn[14] & 0xC0); // LBPME, LBPRZ
+        Assert.Equal(0, r16.DataIn[14] & 0x3F); // LOWEST ALIGNED LOGICAL BLOCK ADDRESS
+        Assert.Equal(0, r16.DataIn[15]);
 
         _store.Unmappable = false;
         Assert.Equal(0, In(_a, Cdb.ServiceActionIn16(OperationCode.ServiceActionReadCapacity16, 0, 32), 32).DataIn[14] & 0xC0);
         Assert.Equal(12, In(_a, Cdb.ServiceActionIn16(OperationCode.ServiceActionReadCapacity16, 0, 12), 32).DataInLength);
         In(_a, Cdb.ServiceActionIn16(0x11, 0, 32), 32).AssertCheck(SenseCode.InvalidFieldInCdb);
+    }
+
+    [Theory]
+    [InlineData(512, 4096, 3)]   // 512e disk, or a file system with 4 KiB blocks
+    [InlineData(512, 1024, 1)]
+    [InlineData(512, 512, 0)]
+    [InlineData(512, 0, 0)]      // unknown
+    [InlineData(512, 3072, 0)]   // not a power-of-two multiple: no claim
+    [InlineData(4096, 4096, 0)]  // 4Kn
+    [InlineData(4096, 512, 0)]   // a physical block smaller than the logical one says nothing
+    public void ReadCapacity16ReportsTheStoresPhysicalBlockExponent(int blockSize, int physical, int exponent)
+    {
+        FaultStore store = null!;
+        var v = _f.CreateVolume(4 << 20, name: $"pb{blockSize}-{physical}", blockSize: blockSize, wrap: s => store = new FaultStore(s));
+        store.PhysicalBlockSizeOverride = physical;
+        var p = v.AddPath("pb-a", Nexus("iqn.2024-01.test:a", 1));
+        var r16 = In(p, Cdb.ServiceActionIn16(OperationCode.ServiceActionReadCapacity16, 0, 32), 32);
+        r16.AssertGood();
+        Assert.Equal(exponent, r16.DataIn[13] & 0x0F); // LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT
+        Assert.Equal(0, r16.DataIn[14] & 0x3F);
     }
 
     [Fact]

@@ -176,7 +176,9 @@ public sealed class PrimaryCommandsTests : IDisposable
         var e = Vpd(_a, 0x86);
         Assert.Equal(0x3C, e[3]);
         Assert.Equal(0x01, e[5] & 0x07); // SIMPSUP only
-        Assert.Equal(0x02, e[6] & 0x02); // V_SUP
+        // SPC-4 7.8.7: V_SUP is bit 0 of byte 6 (a volatile cache, the page cache); NV_SUP,
+        // bit 1, would claim a non-volatile cache that does not exist.
+        Assert.Equal(0x01, e[6] & 0x03);
         Assert.Equal(0x3C, Vpd(_a, 0xB1)[3]);
     }
 
@@ -193,6 +195,22 @@ public sealed class PrimaryCommandsTests : IDisposable
         Assert.Equal(length, r.DataInLength);
         Assert.Equal(responseCode, r.DataIn[0]);
         Assert.Equal(SenseCode.NoSense, SenseData.Parse(r.DataIn));
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void RequestSenseReportsAndClearsAPendingUnitAttention(bool desc)
+    {
+        _volume.Reservations.AddUnitAttentionForAll(SenseCode.CapacityDataHasChanged);
+        var r = In(_a, [OperationCode.RequestSense, (byte)(desc ? 1 : 0), 0, 0, 252, 0], 252);
+        r.AssertGood(); // SPC-4 REQUEST SENSE: the unit attention is the parameter data, not a CHECK CONDITION
+        Assert.Equal(desc ? 0x72 : 0x70, r.DataIn[0]);
+        Assert.Equal(SenseCode.CapacityDataHasChanged, SenseData.Parse(r.DataIn));
+        // Consumed for this nexus only: the next command of _a runs, _b still has its own.
+        Run(_a, new byte[6]).AssertGood();
+        Assert.Equal(SenseCode.NoSense, SenseData.Parse(In(_a, [OperationCode.RequestSense, 0, 0, 0, 252, 0], 252).DataIn));
+        Run(_b, new byte[6]).AssertCheck(SenseCode.CapacityDataHasChanged);
     }
 
     // ---- MODE SENSE / MODE SELECT ----
@@ -397,8 +415,14 @@ public sealed class PrimaryCommandsTests : IDisposable
         Out(p, Cdb.ModeSelect10((ushort)list.Length), list).AssertCheck(SenseCode.WriteError);
         Assert.True(v.WriteCacheEnabled);
         fault.FlushErrno = null;
+        // The failed flush is latched: turning the cache off (a promise that what GOOD covered
+        // is durable) keeps failing until the error is cleared.
+        Out(p, Cdb.ModeSelect10((ushort)list.Length), list).AssertCheck(SenseCode.WriteError);
+        Assert.True(v.WriteCacheEnabled);
+        v.ClearWriteError();
         Out(p, Cdb.ModeSelect10((ushort)list.Length), list).AssertGood();
-        Assert.Equal(1, fault.Flushes);
+        Assert.False(v.WriteCacheEnabled);
+        Assert.Equal(2, fault.Flushes);
     }
 
     // ---- REPORT SUPPORTED OPERATION CODES ----

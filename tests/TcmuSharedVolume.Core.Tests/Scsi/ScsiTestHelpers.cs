@@ -312,6 +312,7 @@ public sealed class FaultStore(IBackingStore inner) : IBackingStore
     public int? WriteErrno { get; set; }
     public int? FlushErrno { get; set; }
     public bool? Unmappable { get; set; }
+    public int? PhysicalBlockSizeOverride { get; set; }
     public int Flushes;
     public int FuaWrites;
     public int PlainWrites;
@@ -320,6 +321,7 @@ public sealed class FaultStore(IBackingStore inner) : IBackingStore
     public bool SupportsUnmap => Unmappable ?? inner.SupportsUnmap;
     public bool UnmapReadsZeroes => SupportsUnmap && inner.UnmapReadsZeroes;
     public int UnmapGranularity => inner.UnmapGranularity;
+    public int PhysicalBlockSize => PhysicalBlockSizeOverride ?? inner.PhysicalBlockSize;
 
     private void FailRead() { if (ReadErrno is { } e) throw new BackingStoreException("injected read error", e); }
     private void FailWrite(bool fua)

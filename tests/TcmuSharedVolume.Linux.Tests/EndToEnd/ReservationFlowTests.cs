@@ -141,12 +141,32 @@ public class ReservationFlowTests
 
         Assert.True(rig.A.Sim.TrySubmitTmr((byte)Linux.Tcmu.TmrType.LunReset, []));
         // The ring handles entries in order, so once a later command completes the reset has been applied.
-        Run(rig.A, Cdb.TestUnitReady());
+        CompletionAssert.Good(Run(rig.A, Cdb.TestUnitReady()), "node1 TUR: the kernel, not the daemon, tells the issuer");
+        // SAM-5 logical unit reset: every other I_T nexus, here the other path's, hears of it.
+        CompletionAssert.Check(Run(rig.B, Cdb.TestUnitReady()), SenseCode.BusDeviceResetFunctionOccurred, "node2 TUR after node1's LUN reset");
 
         CompletionAssert.Good(Run(rig.B, Cdb.Write10(10, 1), Block(0xB1)), "node2 WRITE after the LUN reset");
         CompletionAssert.Good(Run(rig.B, Cdb.Reserve6()), "node2 RESERVE(6) after the LUN reset");
         CompletionAssert.Conflict(Run(rig.A, Cdb.Write10(11, 1), Block(0xA1)), "node1 WRITE under node2's RESERVE");
         Assert.Equal(Block(0xB1), ReadBlocks(rig.B, 10, 1));
+    }
+
+    [Theory]
+    [InlineData(Linux.Tcmu.TmrType.TargetWarmReset)]
+    [InlineData(Linux.Tcmu.TmrType.TargetColdReset)]
+    public void TargetResetReleasesTheSpc2ReservationAndTellsTheOtherPath(Linux.Tcmu.TmrType type)
+    {
+        using var rig = new TwoPathRig();
+        CompletionAssert.Good(Run(rig.A, Cdb.Reserve6()), "node1 RESERVE(6)");
+        CompletionAssert.Conflict(Run(rig.B, Cdb.Write10(10, 1), Block(0xB1)), "node2 WRITE under node1's RESERVE");
+
+        Assert.True(rig.B.Sim.TrySubmitTmr((byte)type, []));
+        CompletionAssert.Good(Run(rig.B, Cdb.TestUnitReady()), "node2 TUR after its own target reset");
+
+        // SPC-2: a target reset releases the reservation; its holder is told it happened.
+        CompletionAssert.Check(Run(rig.A, Cdb.TestUnitReady()), SenseCode.PowerOnResetOrBusDeviceResetOccurred, "node1 TUR after node2's target reset");
+        CompletionAssert.Good(Run(rig.B, Cdb.Write10(10, 1), Block(0xB1)), "node2 WRITE after the target reset");
+        CompletionAssert.Good(Run(rig.B, Cdb.Reserve6()), "node2 RESERVE(6) after the target reset");
     }
 
     [Fact]
