@@ -93,4 +93,29 @@ public sealed class LioConfigfs(string root = "/sys/kernel/config/target")
         File.WriteAllText(nexus, initiatorWwn);
         return initiatorWwn;
     }
+
+    /// <summary>
+    /// Writes an iSCSI ACL's CHAP credentials straight into configfs, where targetcli's
+    /// <c>set auth</c> would write them: a secret on targetcli's command line would be readable by
+    /// every local user in /proc/PID/cmdline while it runs. The ACL must exist (targetcli made it).
+    /// </summary>
+    public void SetAclChap(string targetWwn, int tpgt, ChapCredential chap)
+    {
+        var auth = Path.Combine(Root, "iscsi", targetWwn, $"tpgt_{tpgt}", "acls", chap.Initiator, "auth");
+        WriteAttribute(Path.Combine(auth, "userid"), chap.UserId);
+        WriteAttribute(Path.Combine(auth, "password"), chap.Secret);
+        if (chap.Mutual)
+        {
+            WriteAttribute(Path.Combine(auth, "userid_mutual"), chap.MutualUserId!);
+            WriteAttribute(Path.Combine(auth, "password_mutual"), chap.MutualSecret!);
+        }
+    }
+
+    /// <summary>configfs attributes exist once their object does; never create a file here.</summary>
+    private static void WriteAttribute(string path, string value)
+    {
+        using var f = new FileStream(path, FileMode.Open, FileAccess.Write);
+        var bytes = System.Text.Encoding.UTF8.GetBytes(value);
+        f.Write(bytes);
+    }
 }
