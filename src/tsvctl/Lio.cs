@@ -4,7 +4,7 @@ namespace TcmuSharedVolume.Cli;
 public sealed record LunLink(string Fabric, string TargetWwn, int Tpgt, int Lun, string Backstore);
 
 /// <summary>
-/// Read-only view of LIO's configfs (plus the loopback nexus write), rooted at
+/// Read-only view of LIO's configfs (plus the loopback nexus and the ACLs' CHAP writes), rooted at
 /// /sys/kernel/config/target; tests point it at a directory tree of their own.
 /// </summary>
 public sealed class LioConfigfs(string root = "/sys/kernel/config/target")
