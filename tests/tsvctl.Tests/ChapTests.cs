@@ -152,6 +152,6 @@ public sealed class ExportIscsiChapTests : IDisposable
         Assert.Equal(2, _s.Run("export", "iscsi", "--volume", _s.Volume(), "--target", Target, "--initiator", Node1,
             "--chap-secrets", Secrets(BothNodes), "--no-auth"));
         Assert.Empty(_s.Targetcli.Commands);
-        _s.ErrorLine();
+        Assert.Contains("--chap-secrets and --no-auth exclude each other", _s.ErrorLine());
     }
 }
