@@ -321,6 +321,7 @@ public sealed class Daemon
             dbus = new DBusThread(new TcmuServiceHandlers
             {
                 CheckConfig = CheckConfig,
+                CheckSyntax = CheckConfigSyntax,
                 GetStatus = () => AdminStatusBuilder.Build(devices),
                 ClearReservations = volume => AdminStatusBuilder.Clear(devices, volume),
             });
@@ -346,6 +347,13 @@ public sealed class Daemon
         var (ok, reason) = parsed.Validate();
         return ok ? (true, "success") : (false, reason ?? "invalid");
     }
+
+    /// <summary>
+    /// CheckConfig for unprivileged callers: parses, never looks at the path, so the answer cannot
+    /// tell whether a file exists, is empty or is a directory where the caller cannot look.
+    /// </summary>
+    public static (bool Ok, string Reason) CheckConfigSyntax(string config) =>
+        VolumeConfig.TryParse(config, out _, out var error) ? (true, "success") : (false, error);
 
     /// <summary>Waits for one fd to become readable, with a timeout.</summary>
     private sealed unsafe class FdWaiter : IDisposable

@@ -13,6 +13,7 @@ public sealed class CliContext
     public required Func<IDaemonAdmin> Admin { get; init; }
     public LioConfigfs Configfs { get; init; } = new();
     public Func<string> NewNaaWwn { get; init; } = RandomNaaWwn;
+    public TextReader In { get; init; } = Console.In;
     public TextWriter Out { get; init; } = Console.Out;
     public TextWriter Error { get; init; } = Console.Error;
 
@@ -100,8 +101,17 @@ public static class Cli
             Arity = ArgumentArity.OneOrMore,
         };
         var portalOpt = new Option<string?>("--portal") { Description = "IP[:PORT] to listen on (default: targetcli's 0.0.0.0:3260)." };
-        var iscsi = new Command("iscsi", "One iSCSI target, one ACL and one backstore per initiator.")
-            { volumeOpt, targetOpt, initiatorOpt, portalOpt, nameOpt };
+        var chapOpt = new Option<string?>("--chap-secrets")
+        {
+            Description = "File ('-' for stdin) with one line per initiator: INITIATOR_IQN USER SECRET [MUTUAL_USER MUTUAL_SECRET]; " +
+                          "mode 0600 or stricter. Each ACL then requires CHAP (mutual CHAP with the last two fields).",
+        };
+        var noAuthOpt = new Option<bool>("--no-auth")
+        {
+            Description = "Export without CHAP: any host that presents an initiator's name gets its LUN, registrations and reservations.",
+        };
+        var iscsi = new Command("iscsi", "One iSCSI target, one ACL and one backstore per initiator; CHAP required unless --no-auth.")
+            { volumeOpt, targetOpt, initiatorOpt, portalOpt, nameOpt, chapOpt, noAuthOpt };
         iscsi.SetAction(p =>
         {
             var path = Volumes.Canonical(p.GetValue(volumeOpt)!);
@@ -114,11 +124,22 @@ public static class Cli
                 p.GetValue(portalOpt) is { } portal ? Volumes.ParsePortal(portal) : null);
             if (!request.Target.StartsWith("iqn.", StringComparison.Ordinal))
                 throw new UsageException($"--target '{request.Target}' must be an iqn. name");
+            string? secretsSource = p.GetValue(chapOpt);
+            bool noAuth = p.GetValue(noAuthOpt);
+            if (secretsSource is null && !noAuth)
+                throw new UsageException("give --chap-secrets FILE (CHAP for every initiator), or --no-auth to let any host that claims an initiator's name log in as it");
+            if (secretsSource is not null && noAuth)
+                throw new UsageException("--chap-secrets and --no-auth exclude each other");
+            if (secretsSource is not null) request = request with { Chap = ChapSecrets.Load(secretsSource, ctx.In) };
             request = request with { Size = Volumes.SizeOf(path) };
             var names = Exporter(ctx).ExportIscsi(request);
             for (int k = 0; k < names.Count; k++)
-                ctx.Out.WriteLine($"{request.Initiators[k]}: LUN 0 = user:sharedvol/{names[k]}");
+                ctx.Out.WriteLine($"{request.Initiators[k]}: LUN 0 = user:sharedvol/{names[k]}" +
+                                  (request.Chap?[request.Initiators[k]] is { } chap ? (chap.Mutual ? ", mutual CHAP" : ", CHAP") : ", no authentication"));
             ctx.Out.WriteLine($"exported {path} on {request.Target} to {names.Count} initiator(s); configuration saved");
+            if (noAuth)
+                ctx.Error.WriteLine("tsvctl: warning: exported without CHAP (--no-auth): any host that presents one of these initiator names " +
+                                    "logs in as that initiator and inherits its registrations and reservations");
             return Ok;
         });
 

@@ -1,8 +1,11 @@
 namespace TcmuSharedVolume.Cli;
 
-/// <summary>What <c>tsvctl export iscsi</c> asks for.</summary>
+/// <summary>
+/// What <c>tsvctl export iscsi</c> asks for. <paramref name="Chap"/> holds each initiator's CHAP
+/// credentials; null exports without authentication (only on an explicit <c>--no-auth</c>).
+/// </summary>
 public sealed record IscsiExport(string Volume, long Size, string Target, IReadOnlyList<string> Initiators, string Prefix,
-    (string Address, int Port)? Portal);
+    (string Address, int Port)? Portal, IReadOnlyDictionary<string, ChapCredential>? Chap = null);
 
 /// <summary>
 /// Builds and removes LIO exports of a shared volume through targetcli: one user:sharedvol
@@ -17,6 +20,8 @@ public sealed class Exporter(ITargetcli targetcli, LioConfigfs configfs, Func<st
     {
         if (e.Initiators.Count == 0) throw new UsageException("give at least one --initiator");
         if (e.Initiators.Distinct().Count() != e.Initiators.Count) throw new UsageException("an --initiator is given twice");
+        if (e.Chap is { } secrets && e.Initiators.FirstOrDefault(i => !secrets.ContainsKey(i)) is { } missing)
+            throw new UsageException($"--chap-secrets has no line for initiator {missing}");
 
         var tx = new Transaction(targetcli);
         var names = new List<string>();
@@ -37,8 +42,11 @@ public sealed class Exporter(ITargetcli targetcli, LioConfigfs configfs, Func<st
             tx.TryDo($"{tpg}/portals delete ip_address=0.0.0.0 ip_port=3260");
             tx.Do($"{tpg}/portals create ip_address={portal.Address} ip_port={portal.Port}");
         }
-        // Only the ACLs below may log in, and each sees only its own backstore.
-        tx.Do($"{tpg} set attribute generate_node_acls=0 authentication=0");
+        // Only the ACLs below may log in, and each sees only its own backstore. Registrations and
+        // reservations belong to the initiator name, so without CHAP any host that claims an ACL's
+        // name inherits them. authentication=1 goes on before the first ACL exists: there is no
+        // moment in which an ACL admits a login without its secret.
+        tx.Do($"{tpg} set attribute generate_node_acls=0 authentication={(e.Chap is null ? 0 : 1)}");
         for (int k = 0; k < names.Count; k++)
             tx.Do($"{tpg}/luns create storage_object={Backstores}/{names[k]} lun={k} add_mapped_luns=false");
         for (int k = 0; k < names.Count; k++)
@@ -47,6 +55,11 @@ public sealed class Exporter(ITargetcli targetcli, LioConfigfs configfs, Func<st
             // initiator the other initiators' paths and breaking the one-nexus-per-backstore rule.
             tx.Do($"{tpg}/acls create wwn={e.Initiators[k]} add_mapped_luns=false");
             tx.Do($"{tpg}/acls/{e.Initiators[k]} create mapped_lun=0 tpg_lun_or_backstore=lun{k}");
+            if (e.Chap is { } credentials)
+            {
+                var chap = credentials[e.Initiators[k]];
+                tx.Check(() => configfs.SetAclChap(e.Target, 1, chap), $"set the CHAP credentials of ACL {e.Initiators[k]}");
+            }
         }
         tx.Do("saveconfig");
         return names;

@@ -4,7 +4,7 @@ namespace TcmuSharedVolume.Cli;
 public sealed record LunLink(string Fabric, string TargetWwn, int Tpgt, int Lun, string Backstore);
 
 /// <summary>
-/// Read-only view of LIO's configfs (plus the loopback nexus write), rooted at
+/// Read-only view of LIO's configfs (plus the loopback nexus and the ACLs' CHAP writes), rooted at
 /// /sys/kernel/config/target; tests point it at a directory tree of their own.
 /// </summary>
 public sealed class LioConfigfs(string root = "/sys/kernel/config/target")
@@ -92,5 +92,30 @@ public sealed class LioConfigfs(string root = "/sys/kernel/config/target")
         if (current.Length > 0) return current;
         File.WriteAllText(nexus, initiatorWwn);
         return initiatorWwn;
+    }
+
+    /// <summary>
+    /// Writes an iSCSI ACL's CHAP credentials straight into configfs, where targetcli's
+    /// <c>set auth</c> would write them: a secret on targetcli's command line would be readable by
+    /// every local user in /proc/PID/cmdline while it runs. The ACL must exist (targetcli made it).
+    /// </summary>
+    public void SetAclChap(string targetWwn, int tpgt, ChapCredential chap)
+    {
+        var auth = Path.Combine(Root, "iscsi", targetWwn, $"tpgt_{tpgt}", "acls", chap.Initiator, "auth");
+        WriteAttribute(Path.Combine(auth, "userid"), chap.UserId);
+        WriteAttribute(Path.Combine(auth, "password"), chap.Secret);
+        if (chap.Mutual)
+        {
+            WriteAttribute(Path.Combine(auth, "userid_mutual"), chap.MutualUserId!);
+            WriteAttribute(Path.Combine(auth, "password_mutual"), chap.MutualSecret!);
+        }
+    }
+
+    /// <summary>configfs attributes exist once their object does; never create a file here.</summary>
+    private static void WriteAttribute(string path, string value)
+    {
+        using var f = new FileStream(path, FileMode.Open, FileAccess.Write);
+        var bytes = System.Text.Encoding.UTF8.GetBytes(value);
+        f.Write(bytes);
     }
 }

@@ -11,6 +11,9 @@
 #              log_level in force; a bad file is refused by line and the old settings kept
 #   restore    targetctl save, clear, restart, restore: backstores adopted again with no
 #              "Cannot set attribute" (RECONFIG of unchanged values), same VPD 80h serial
+#   nobody     as user nobody on the system bus: GetStatusJson and ClearReservations are
+#              refused (access denied); CheckConfig answers the same for a missing file, an
+#              existing file and a directory (syntax only), while root gets the path checks
 source /repo/tests/e2e/lib.sh
 source /repo/tests/e2e/lib-service.sh
 
@@ -64,6 +67,34 @@ targetcli /backstores/user:sharedvol create name=v1 size=64M "cfgstring=$BACKING
 wait_journal 'user_[0-9]+/v1: serving volume'
 ok "v1 adopted: $(journal | grep -E 'user_[0-9]+/v1: serving' | tail -1)"
 [ "$(stat -c %s "$BACKING")" = $((64 << 20)) ] || fail "$BACKING is not 64 MiB"
+
+say "D-Bus as user nobody"
+DEST=(org.kernel.TCMUService1 /org/kernel/TCMUService1/sharedvol)
+nobody_call() { runuser -u nobody -- busctl call "${DEST[@]}" "$@" 2>&1; }
+out=$(nobody_call io.github.tcmusharedvolume.Admin1 GetStatusJson) && fail "nobody read GetStatusJson: $out"
+grep -qi 'access denied' <<<"$out" || fail "GetStatusJson as nobody: expected access denied, got: $out"
+grep -q "$BACKING" <<<"$out" && fail "GetStatusJson's refusal names the backing path: $out"
+ok "GetStatusJson as nobody: $out"
+out=$(busctl call "${DEST[@]}" io.github.tcmusharedvolume.Admin1 GetStatusJson 2>&1) || fail "GetStatusJson as root: $out"
+grep -q "$BACKING" <<<"$out" || fail "GetStatusJson as root does not list $BACKING: $out"
+ok "GetStatusJson as root lists $BACKING"
+out=$(nobody_call io.github.tcmusharedvolume.Admin1 ClearReservations sb "$BACKING" true) && fail "nobody cleared reservations: $out"
+grep -qi 'access denied' <<<"$out" || fail "ClearReservations as nobody: expected access denied, got: $out"
+ok "ClearReservations as nobody: $out"
+# root gets the path checks; nobody gets one answer for a missing file, a file and a directory.
+out=$(busctl call "${DEST[@]}" org.kernel.TCMUService1 CheckConfig s "sharedvol//root/missing.img" 2>&1) || fail "CheckConfig as root: $out"
+grep -q '^bs false .*does not exist' <<<"$out" || fail "CheckConfig as root of a missing file: $out"
+ok "CheckConfig as root, missing file: $out"
+missing=$(nobody_call org.kernel.TCMUService1 CheckConfig s "sharedvol//root/missing.img") || fail "CheckConfig as nobody: $missing"
+present=$(nobody_call org.kernel.TCMUService1 CheckConfig s "sharedvol/$BACKING") || fail "CheckConfig as nobody: $present"
+directory=$(nobody_call org.kernel.TCMUService1 CheckConfig s "sharedvol//root") || fail "CheckConfig as nobody: $directory"
+grep -q '^bs true .*syntax only' <<<"$missing" || fail "CheckConfig as nobody of a missing file: $missing"
+[ "$missing" = "$present" ] && [ "$missing" = "$directory" ] ||
+    fail "CheckConfig as nobody tells files apart: missing=$missing present=$present directory=$directory"
+ok "CheckConfig as nobody, missing file / file / directory: $missing"
+out=$(nobody_call org.kernel.TCMUService1 CheckConfig s "sharedvol/relative.img") || fail "CheckConfig as nobody: $out"
+grep -q '^bs false .*absolute' <<<"$out" || fail "CheckConfig as nobody of a relative path: $out"
+ok "CheckConfig as nobody still checks the syntax: $out"
 
 # A config string that bypasses targetcli's CheckConfig (configfs directly): the daemon refuses
 # the enable and says why at priority err.

@@ -5,6 +5,8 @@
 # node2 unregisters and is refused, node1 dies, node2 preempts and aborts node1, node1 is fenced,
 # node2 writes, node1's data is intact. Every answer is checked; the summary table is printed.
 . "$(dirname "$0")/lib.sh"
+# The secure default: each node logs in with mutual CHAP, so no host can claim a node's name.
+ISCSI_CHAP=mutual
 . "$(dirname "$0")/lib-iscsi.sh"
 trap 'iscsi_cleanup "$TARGET"; stop_daemon' EXIT
 
@@ -34,7 +36,7 @@ prout() { # prout DEV ARGS...: sg_persist PR OUT; 24 on RESERVATION CONFLICT
 write_page() { tur "$1"; scsi_write "$1" "$2" "$3"; }
 key_list() { sg_persist -n --in --read-keys "$1" 2>/dev/null | grep -E '^[[:space:]]+0x' | tr -d ' ' | tr '\n' ' '; }
 
-narrate "Setting up: the tcmu-shared-volume daemon, one 1 GiB sparse volume, two paths over iSCSI"
+narrate "Setting up: the tcmu-shared-volume daemon, one 1 GiB sparse volume, two paths over iSCSI with mutual CHAP"
 load_modules
 start_daemon
 rm -f /var/tmp/shared-db.img

@@ -7,6 +7,13 @@
 PORTAL_IP=127.0.0.1
 PORTAL_PORT=3260
 
+# ISCSI_CHAP=mutual: each ACL requires CHAP and answers with its own target secret (mutual
+# CHAP), as `tsvctl export iscsi --chap-secrets` sets up; iscsi_login then logs in with them.
+# Unset: no authentication (tests about something else). The secrets are derived from the
+# initiator name, so export and login agree without a file.
+ISCSI_CHAP=${ISCSI_CHAP:-}
+chap_secret() { printf '%s-%s' "$1" "$(printf '%s' "$2" | sha256sum | cut -c1-24)"; } # chap_secret ROLE INITIATOR
+
 # iscsi_export TARGET_IQN INITIATOR=BACKSTORE_DIR...: TPG LUN k links the k-th backstore and
 # the k-th initiator's ACL maps it as its LUN 0.
 iscsi_export() {
@@ -16,7 +23,7 @@ iscsi_export() {
     mkdir -p "$t"
     mkdir "$t/np/$PORTAL_IP:$PORTAL_PORT"
     echo 0 > "$t/attrib/generate_node_acls"
-    echo 0 > "$t/attrib/authentication"
+    if [ -n "$ISCSI_CHAP" ]; then echo 1 > "$t/attrib/authentication"; else echo 0 > "$t/attrib/authentication"; fi
     echo 0 > "$t/attrib/demo_mode_write_protect"
     for pair in "$@"; do
         init=${pair%%=*}; so=${pair#*=}
@@ -24,6 +31,12 @@ iscsi_export() {
         ln -s "$so" "$t/lun/lun_$k/$(basename "$so")"
         mkdir -p "$t/acls/$init/lun_0"
         ln -s "$t/lun/lun_$k" "$t/acls/$init/lun_0/mapped"
+        if [ -n "$ISCSI_CHAP" ]; then
+            printf '%s' "${init##*:}" > "$t/acls/$init/auth/userid"
+            chap_secret initiator "$init" > "$t/acls/$init/auth/password"
+            printf '%s' tsv-target > "$t/acls/$init/auth/userid_mutual"
+            chap_secret target "$init" > "$t/acls/$init/auth/password_mutual"
+        fi
         k=$((k + 1))
     done
     echo 1 > "$t/enable"
@@ -55,6 +68,14 @@ iscsi_login() {
     iscsiadm -m iface -I "$iface" -o update -n iface.initiatorname -v "$init" >/dev/null
     iscsiadm -m discovery -t sendtargets -p "$PORTAL_IP:$PORTAL_PORT" -I "$iface" >/dev/null ||
         fail "discovery as $init"
+    if [ -n "$ISCSI_CHAP" ]; then
+        local kv
+        for kv in authmethod=CHAP "username=${init##*:}" "password=$(chap_secret initiator "$init")" \
+                  username_in=tsv-target "password_in=$(chap_secret target "$init")"; do
+            iscsiadm -m node -T "$iqn" -p "$PORTAL_IP:$PORTAL_PORT" -I "$iface" -o update \
+                -n "node.session.auth.${kv%%=*}" -v "${kv#*=}" >/dev/null || fail "CHAP ${kv%%=*} for $init"
+        done
+    fi
     iscsiadm -m node -T "$iqn" -p "$PORTAL_IP:$PORTAL_PORT" -I "$iface" --login >/dev/null ||
         fail "login as $init"
     for _ in $(seq 1 150); do

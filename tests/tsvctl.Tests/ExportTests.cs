@@ -14,7 +14,7 @@ public sealed class ExportIscsiTests : IDisposable
     {
         var vol = _s.Volume();
 
-        int rc = _s.Run("export", "iscsi", "--volume", vol, "--target", Target, "--initiator", Node1, "--initiator", Node2,
+        int rc = _s.Run("export", "iscsi", "--no-auth", "--volume", vol, "--target", Target, "--initiator", Node1, "--initiator", Node2,
             "--portal", "127.0.0.1:3260");
 
         Assert.Equal(0, rc);
@@ -34,8 +34,8 @@ public sealed class ExportIscsiTests : IDisposable
             $"/iscsi/{Target}/tpg1/acls/{Node2} create mapped_lun=0 tpg_lun_or_backstore=lun1",
             "saveconfig",
         ], _s.Targetcli.Commands);
-        Assert.Equal("", _s.Err.ToString());
-        Assert.Contains($"{Node2}: LUN 0 = user:sharedvol/vol1-2", _s.Out.ToString());
+        Assert.Contains("warning: exported without CHAP (--no-auth)", _s.ErrorLine());
+        Assert.Contains($"{Node2}: LUN 0 = user:sharedvol/vol1-2, no authentication", _s.Out.ToString());
     }
 
     [Fact]
@@ -43,7 +43,7 @@ public sealed class ExportIscsiTests : IDisposable
     {
         var vol = _s.Volume("data.raw", 4 << 20);
 
-        Assert.Equal(0, _s.Run("export", "iscsi", "--volume", vol, "--target", Target, "--initiator", "IQN.2024-01.org.example:NODE1", "--name", "db"));
+        Assert.Equal(0, _s.Run("export", "iscsi", "--no-auth", "--volume", vol, "--target", Target, "--initiator", "IQN.2024-01.org.example:NODE1", "--name", "db"));
 
         Assert.DoesNotContain(_s.Targetcli.Commands, c => c.Contains("portals"));
         Assert.StartsWith($"/backstores/user:sharedvol create name=db-1 size=4194304 cfgstring={vol};initiator=iqn.2024-01.org.example%3Anode1",
@@ -57,7 +57,7 @@ public sealed class ExportIscsiTests : IDisposable
         var vol = _s.Volume();
         _s.Targetcli.Fails = c => c.Contains("luns create storage_object=/backstores/user:sharedvol/vol1-2");
 
-        int rc = _s.Run("export", "iscsi", "--volume", vol, "--target", Target, "--initiator", Node1, "--initiator", Node2);
+        int rc = _s.Run("export", "iscsi", "--no-auth", "--volume", vol, "--target", Target, "--initiator", Node1, "--initiator", Node2);
 
         Assert.Equal(1, rc);
         int failedAt = _s.Targetcli.Commands.FindIndex(c => c.Contains("vol1-2 lun=1"));
@@ -80,7 +80,7 @@ public sealed class ExportIscsiTests : IDisposable
         var vol = _s.Volume();
         _s.Targetcli.Fails = c => c.Contains("create name=vol1-2");
 
-        Assert.Equal(1, _s.Run("export", "iscsi", "--volume", vol, "--target", Target, "--initiator", Node1, "--initiator", Node2));
+        Assert.Equal(1, _s.Run("export", "iscsi", "--no-auth", "--volume", vol, "--target", Target, "--initiator", Node1, "--initiator", Node2));
 
         Assert.Equal("/backstores/user:sharedvol delete vol1-1", _s.Targetcli.Commands[^1]);
         Assert.Equal(3, _s.Targetcli.Commands.Count);
@@ -92,7 +92,7 @@ public sealed class ExportIscsiTests : IDisposable
         var vol = _s.Volume();
         _s.Targetcli.Fails = c => c == "saveconfig";
 
-        Assert.Equal(1, _s.Run("export", "iscsi", "--volume", vol, "--target", Target, "--initiator", Node1));
+        Assert.Equal(1, _s.Run("export", "iscsi", "--no-auth", "--volume", vol, "--target", Target, "--initiator", Node1));
 
         Assert.Equal([$"/iscsi delete wwn={Target}", "/backstores/user:sharedvol delete vol1-1"], _s.Targetcli.Commands[^2..]);
     }
@@ -103,7 +103,7 @@ public sealed class ExportIscsiTests : IDisposable
         var vol = _s.Volume();
         _s.Targetcli.Fails = c => c.StartsWith("/iscsi create") || c == "/backstores/user:sharedvol delete vol1-1";
 
-        Assert.Equal(1, _s.Run("export", "iscsi", "--volume", vol, "--target", Target, "--initiator", Node1));
+        Assert.Equal(1, _s.Run("export", "iscsi", "--no-auth", "--volume", vol, "--target", Target, "--initiator", Node1));
 
         Assert.Contains("rollback incomplete, run by hand: targetcli /backstores/user:sharedvol delete vol1-1", _s.ErrorLine());
     }
@@ -114,7 +114,7 @@ public sealed class ExportIscsiTests : IDisposable
         var vol = _s.Volume();
         _s.Targetcli.Fails = _ => true;
 
-        Assert.Equal(1, _s.Run("export", "iscsi", "--volume", vol, "--target", Target, "--initiator", Node1));
+        Assert.Equal(1, _s.Run("export", "iscsi", "--no-auth", "--volume", vol, "--target", Target, "--initiator", Node1));
 
         Assert.Single(_s.Targetcli.Commands);
         Assert.EndsWith("nothing was changed", _s.ErrorLine());
@@ -129,7 +129,7 @@ public sealed class ExportIscsiTests : IDisposable
     public void BadArgumentsAreUsageErrorsAndRunNothing(string option, string value)
     {
         var vol = _s.Volume();
-        var args = new List<string> { "export", "iscsi", "--volume", vol, "--initiator", Node1 };
+        var args = new List<string> { "export", "iscsi", "--no-auth", "--volume", vol, "--initiator", Node1 };
         if (option != "--target") args.AddRange(["--target", Target]);
         args.AddRange([option, value]);
 
@@ -142,14 +142,14 @@ public sealed class ExportIscsiTests : IDisposable
     [Fact]
     public void AMissingRequiredOptionIsAUsageError()
     {
-        Assert.Equal(2, _s.Run("export", "iscsi", "--volume", _s.Volume(), "--initiator", Node1));
+        Assert.Equal(2, _s.Run("export", "iscsi", "--no-auth", "--volume", _s.Volume(), "--initiator", Node1));
         Assert.Contains("--target", _s.ErrorLine());
     }
 
     [Fact]
     public void AMissingVolumeIsAFailureNotAUsageError()
     {
-        Assert.Equal(1, _s.Run("export", "iscsi", "--volume", Path.Combine(_s.Dir, "nope.img"), "--target", Target, "--initiator", Node1));
+        Assert.Equal(1, _s.Run("export", "iscsi", "--no-auth", "--volume", Path.Combine(_s.Dir, "nope.img"), "--target", Target, "--initiator", Node1));
         Assert.Contains("does not exist", _s.ErrorLine());
         Assert.Empty(_s.Targetcli.Commands);
     }
@@ -158,7 +158,7 @@ public sealed class ExportIscsiTests : IDisposable
     public void AVolumePathACfgstringCannotCarryIsRefused()
     {
         var vol = _s.Volume("a;b.img");
-        Assert.Equal(2, _s.Run("export", "iscsi", "--volume", vol, "--target", Target, "--initiator", Node1));
+        Assert.Equal(2, _s.Run("export", "iscsi", "--no-auth", "--volume", vol, "--target", Target, "--initiator", Node1));
         Assert.Empty(_s.Targetcli.Commands);
     }
 }

@@ -45,7 +45,25 @@ public sealed class Sandbox : IDisposable
         Dir = Directory.CreateTempSubdirectory("tsvctl-").FullName;
         Configfs = Path.Combine(Dir, "configfs");
         Directory.CreateDirectory(Configfs);
+        Targetcli.OnRun = MakeAclAuthAttributes;
     }
+
+    /// <summary>
+    /// What the kernel does when targetcli creates an iSCSI ACL: its auth/ directory appears with
+    /// the CHAP attributes (empty here). Tests that replace OnRun do without.
+    /// </summary>
+    public void MakeAclAuthAttributes(string command)
+    {
+        var m = System.Text.RegularExpressions.Regex.Match(command, @"^/iscsi/(\S+)/tpg(\d+)/acls create wwn=(\S+)");
+        if (!m.Success) return;
+        var auth = Path.Combine(Configfs, "iscsi", m.Groups[1].Value, "tpgt_" + m.Groups[2].Value, "acls", m.Groups[3].Value, "auth");
+        Directory.CreateDirectory(auth);
+        foreach (var name in new[] { "userid", "password", "userid_mutual", "password_mutual", "authenticate_target" })
+            File.WriteAllText(Path.Combine(auth, name), "");
+    }
+
+    /// <summary>What tsvctl reads for "--chap-secrets -".</summary>
+    public string Stdin { get; set; } = "";
 
     public string Dir { get; }
     public string Configfs { get; }
@@ -67,6 +85,7 @@ public sealed class Sandbox : IDisposable
         Admin = () => Admin,
         Configfs = new LioConfigfs(Configfs),
         NewNaaWwn = () => $"naa.500140500000000{++_wwn}",
+        In = new StringReader(Stdin),
         Out = Out,
         Error = Err,
     });

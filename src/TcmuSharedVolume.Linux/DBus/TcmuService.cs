@@ -14,6 +14,13 @@ public sealed class TcmuServiceHandlers
     /// </summary>
     public required Func<string, (bool Ok, string Reason)> CheckConfig { get; init; }
 
+    /// <summary>
+    /// CheckConfig for callers without CAP_SYS_ADMIN: the syntax only. It must not look at the
+    /// file system — whether a path exists, is empty or is a directory is not every local user's
+    /// business. Null: such callers get only the prefix check.
+    /// </summary>
+    public Func<string, (bool Ok, string Reason)>? CheckSyntax { get; init; }
+
     /// <summary>Snapshot for Admin1.GetStatusJson.</summary>
     public Func<AdminStatus>? GetStatus { get; init; }
 
@@ -29,7 +36,8 @@ public sealed class TcmuServiceHandlers
 /// <item>object <c>/org/kernel/TCMUService1/sharedvol</c> with interface <c>org.kernel.TCMUService1</c>:
 /// property ConfigDesc (s), CheckConfig(s) → (bs), ChangeMedium(sts) → (is);</item>
 /// <item>on the same object, <c>io.github.tcmusharedvolume.Admin1</c>: GetStatusJson() → s,
-/// ClearReservations(sb) → (bs) for tsvctl.</item>
+/// ClearReservations(sb) → (bs) for tsvctl, both for privileged callers only (the status names
+/// backing paths, initiators and reservation keys).</item>
 /// </list>
 /// The admin interface sits on the handler object, not on an object of its own, because
 /// targetcli turns every object the ObjectManager lists into a <c>user:&lt;name&gt;</c> backstore.
@@ -148,9 +156,10 @@ public sealed unsafe class TcmuService : IDisposable
     {
         var v = (SdBusVtable*)_arena.Alloc((nuint)(sizeof(SdBusVtable) * 4));
         Start(v);
-        Method(&v[1], "GetStatusJson", "", "s", ["status"], &OnGetStatusJson, LibSystemd.SD_BUS_VTABLE_UNPRIVILEGED);
-        // No UNPRIVILEGED flag: sd-bus itself refuses callers without CAP_SYS_ADMIN (or our uid),
-        // a second fence behind the bus policy.
+        // No UNPRIVILEGED flag on either: sd-bus itself refuses callers without CAP_SYS_ADMIN (or
+        // our uid), a second fence behind the bus policy. The status reveals backing paths,
+        // initiator names and reservation keys, which a local user could use to preempt.
+        Method(&v[1], "GetStatusJson", "", "s", ["status"], &OnGetStatusJson, 0);
         Method(&v[2], "ClearReservations", "sb", "bs", ["volume", "confirm", "done", "message"], &OnClearReservations, 0);
         v[3].TypeAndFlags = SdBusVtable.Word(LibSystemd.SD_BUS_VTABLE_END, 0);
         return v;
@@ -269,7 +278,11 @@ public sealed unsafe class TcmuService : IDisposable
         try
         {
             string config = SdBus.ReadString(call);
-            var (ok, reason) = Self(userdata).CheckConfig(config);
+            // Open to every caller (targetcli asks as root, but anyone may), so only privileged
+            // callers get the checks that look at the backing path. An error querying the sender
+            // counts as unprivileged.
+            bool privileged = LibSystemd.sd_bus_query_sender_privilege(call, LibSystemd.CAP_SYS_ADMIN) > 0;
+            var (ok, reason) = Self(userdata).CheckConfig(config, privileged);
             SdBus.Reply(call, m =>
             {
                 SdBus.AppendBool(m, ok);
@@ -283,11 +296,13 @@ public sealed unsafe class TcmuService : IDisposable
         }
     }
 
-    private (bool Ok, string Reason) CheckConfig(string config)
+    private (bool Ok, string Reason) CheckConfig(string config, bool privileged)
     {
         if (!config.StartsWith(Subtype + "/", StringComparison.Ordinal))
             return (false, $"config string must start with '{Subtype}/', got '{config}'");
-        var (ok, reason) = _handlers.CheckConfig(config);
+        var check = privileged ? _handlers.CheckConfig : _handlers.CheckSyntax ?? (_ => (true, ""));
+        var (ok, reason) = check(config);
+        if (!privileged && ok) return (true, "success (syntax only: the path is checked for privileged callers)");
         // tcmu-runner's wording (anchors §2): "success", and "unknown" for a missing reason.
         return ok ? (true, "success") : (false, string.IsNullOrWhiteSpace(reason) ? "unknown" : reason);
     }
