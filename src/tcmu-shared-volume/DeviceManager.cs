@@ -180,7 +180,7 @@ public sealed class DeviceManager : IDisposable
         }
 
         config.CreateIfMissing();
-        var store = BackingStores.Open(canonical, new BackingStoreOptions
+        var store = config.Rbd is { } rbd ? RbdStore.Open(rbd) : BackingStores.Open(canonical, new BackingStoreOptions
         {
             CreateSizeBytes = config.SizeBytes,
             Preallocate = config.Preallocate,

@@ -375,7 +375,7 @@ public static class PrimaryCommands
         catch (BackingStoreException e)
         {
             Diagnostics.Log.Error($"flush of {volume.Identity.UnitSerial} failed: {e.Message}");
-            command.CheckCondition(SenseCode.WriteError);
+            BlockCommands.StoreFailed(command, e.Errno, write: true);
             return false;
         }
     }
