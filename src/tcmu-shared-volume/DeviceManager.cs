@@ -245,6 +245,7 @@ public sealed class DeviceManager : IDisposable
     /// </summary>
     private Volume GetOrOpenVolume(VolumeConfig config, int blockSize)
     {
+        if (config.Rbd is not null) return GetOrOpenRbdVolume(config, blockSize);
         _volumeOpener ??= new VolumeOpener(_stateDirectory, wrapStore: _opener.WrapStore);
         var volume = _volumeOpener.GetOrOpen(config, blockSize,
             v => _volumes.TryGetValue(v.BackingPath, out var same) && ReferenceEquals(same, v));
@@ -256,6 +257,39 @@ public sealed class DeviceManager : IDisposable
         }
         lock (_volumes) _volumes[volume.BackingPath] = volume;
         return volume;
+    }
+
+    /// <summary>
+    /// An RBD image is one volume per pool/image name on this host. Its identity is the serial=
+    /// given, or derived from the name (a random identity kept in the image's metadata, shared by
+    /// every host, comes with the cluster reservation store).
+    /// </summary>
+    private Volume GetOrOpenRbdVolume(VolumeConfig config, int blockSize)
+    {
+        var rbd = config.Rbd!;
+        if (_volumes.TryGetValue(rbd.Path, out var existing))
+        {
+            if (config.Serial is { } s && s != existing.Identity.UnitSerial)
+                Log.Warning($"{rbd.Path}: serial={s} ignored, the volume already serves as {existing.Identity.UnitSerial}");
+            return existing;
+        }
+        var identity = config.Serial is { } serial ? new VolumeIdentity(serial) : VolumeIdentity.FromBackingPath(rbd.Path);
+        foreach (var other in _volumes.Values)
+            if (other.Identity.UnitSerial == identity.UnitSerial)
+                throw new VolumeConflictException($"serial {identity.UnitSerial} is already the identity of {other.BackingPath}, another disk; give this volume another serial= (or none)");
+        var store = _opener.WrapStore(RbdStore.Open(rbd));
+        try
+        {
+            Directory.CreateDirectory(_stateDirectory);
+            var volume = new Volume(rbd.Path, store, blockSize, identity, new FileReservationStore(_stateDirectory, identity.UnitSerial));
+            lock (_volumes) _volumes[rbd.Path] = volume;
+            return volume;
+        }
+        catch
+        {
+            store.Dispose();
+            throw;
+        }
     }
 
     /// <summary>

@@ -30,6 +30,8 @@ public static class BlockCommands
     private const int ScratchSegments = 64;
     private const int CompareChunkBytes = 256 << 10;
     private const int ENOSPC = 28;
+    private const int ESHUTDOWN = 108;
+    private const int ETIMEDOUT = 110;
 
     /// <summary>Runs the command if it is a block command; false if the opcode is not one.</summary>
     public static bool TryExecute(VolumePath path, ScsiCommand command)
@@ -173,7 +175,18 @@ public static class BlockCommands
     private static void Failed(Volume v, ScsiCommand command, BackingStoreException e, bool write)
     {
         Log.Error($"volume {v.Identity.UnitSerial}: {(write ? "write" : "read")} failed: {e.Message}");
-        if (write && e.Errno == ENOSPC) command.CheckCondition(SpaceAllocationFailedWriteProtect);
+        StoreFailed(command, e.Errno, write);
+    }
+
+    /// <summary>The status for a backing store's errno.</summary>
+    internal static void StoreFailed(ScsiCommand command, int errno, bool write)
+    {
+        if (write && errno == ENOSPC) command.CheckCondition(SpaceAllocationFailedWriteProtect);
+        // The Ceph cluster fenced this host (blocklisted its client): the medium is fine but this
+        // path cannot reach it. NOT READY makes the initiator's multipath use another path.
+        else if (errno == ESHUTDOWN) command.CheckCondition(SenseCode.LogicalUnitNotReadyCauseNotReportable);
+        // The store did not answer in time; the same command may succeed later (SAM-5 BUSY).
+        else if (errno == ETIMEDOUT) command.Complete(ScsiStatus.Busy);
         else command.CheckCondition(write ? SenseCode.WriteError : SenseCode.UnrecoveredReadError);
     }
 

@@ -386,7 +386,7 @@ public static class PrimaryCommands
             Diagnostics.Log.Error($"flush of {volume.Identity.UnitSerial} failed: {e.Message}");
             // Any errno, ENOSPC included: at fdatasync time it means delayed writeback failed.
             volume.LatchWriteError(e.Errno);
-            command.CheckCondition(SenseCode.WriteError);
+            BlockCommands.StoreFailed(command, e.Errno, write: true);
             return false;
         }
         if (volume.LatchedWriteErrno != 0)

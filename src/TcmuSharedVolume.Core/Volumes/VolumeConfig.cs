@@ -16,6 +16,8 @@ namespace TcmuSharedVolume.Volumes;
 /// <c>target=</c> and <c>rtpi=</c> (an explicit I_T nexus, overriding what configfs says),
 /// <c>direct=1</c> (O_DIRECT, block devices only), <c>preallocate=1</c> (allocate the whole
 /// file when size= creates it).</para>
+/// <para>A Ceph RBD image instead of a path: <c>sharedvol/rbd/POOL/IMAGE</c>, with <c>ceph_conf=</c>
+/// and <c>ceph_id=</c> (<see cref="RbdLocation"/>).</para>
 /// </summary>
 public sealed class VolumeConfig
 {
@@ -54,6 +56,9 @@ public sealed class VolumeConfig
 
     /// <summary>Explicit relative target port identifier (SPC-4: 1-65535, 0 is reserved).</summary>
     public ushort? RelativeTargetPortId { get; private set; }
+
+    /// <summary>The Ceph RBD image when the backing path is <c>rbd/POOL/IMAGE</c>; null for a file or block device.</summary>
+    public RbdLocation? Rbd { get; private init; }
 
     public bool Direct { get; private set; }
 
@@ -95,12 +100,18 @@ public sealed class VolumeConfig
             reason = $"no backing path: write {Prefix}<absolute path>[;option=value...]";
             return false;
         }
-        if (!TryUnescape(rawPath, out var path, out reason))
-            return false;
-        if (!TryNormalisePath(path, out var normalised, out reason))
+        RbdLocation? rbd = null;
+        string? normalised;
+        if (RbdLocation.IsRbd(rawPath))
+        {
+            if (!RbdLocation.TryParse(rawPath, ref rawOptions, out rbd, out reason))
+                return false;
+            normalised = rbd.Path;
+        }
+        else if (!TryUnescape(rawPath, out var path, out reason) || !TryNormalisePath(path, out normalised, out reason))
             return false;
 
-        var result = new VolumeConfig(devConfig, normalised);
+        var result = new VolumeConfig(devConfig, normalised) { Rbd = rbd };
         var seen = new HashSet<string>(StringComparer.Ordinal);
         foreach (var range in rawOptions.Split(';'))
         {
@@ -216,7 +227,7 @@ public sealed class VolumeConfig
     /// Checks the backing store against the options, without changing anything. The reason is one
     /// sentence the administrator can act on.
     /// </summary>
-    public (bool Ok, string? Reason) Validate() => Validate("/sys/class/block");
+    public (bool Ok, string? Reason) Validate() => Rbd is { } rbd ? rbd.Validate(this) : Validate("/sys/class/block");
 
     /// <summary><paramref name="sysClassBlock"/> is where block devices are listed (tests point it elsewhere).</summary>
     internal (bool Ok, string? Reason) Validate(string sysClassBlock)
@@ -273,7 +284,7 @@ public sealed class VolumeConfig
     /// </summary>
     public (bool Ok, string? Reason) CreateIfMissing()
     {
-        if (File.Exists(Path) || Directory.Exists(Path)) return (true, null);
+        if (Rbd is not null || File.Exists(Path) || Directory.Exists(Path)) return (true, null);
         if (SizeBytes is not { } size)
             return (false, $"{Path} does not exist and no size= was given to create it");
         try
@@ -297,7 +308,7 @@ public sealed class VolumeConfig
     /// volumes. Nothing is opened at this path: <see cref="Backends.BackingPath"/> resolves the
     /// path that is opened, and volumes are grouped by what it opens. Missing components are kept as written.
     /// </summary>
-    public string ResolveCanonicalPath() => ResolveCanonicalPath(Path);
+    public string ResolveCanonicalPath() => Rbd?.Path ?? ResolveCanonicalPath(Path);
 
     public static string ResolveCanonicalPath(string absolutePath)
     {
@@ -443,7 +454,7 @@ public sealed class VolumeConfig
         return value is "0" or "1";
     }
 
-    private static bool TryUnescape(ReadOnlySpan<char> text, [NotNullWhen(true)] out string? value, [NotNullWhen(false)] out string? reason)
+    internal static bool TryUnescape(ReadOnlySpan<char> text, [NotNullWhen(true)] out string? value, [NotNullWhen(false)] out string? reason)
     {
         value = null;
         reason = null;

@@ -73,6 +73,10 @@ public sealed unsafe class TcmuService : IDisposable
         "             Without it, the initiator is taken from the LIO ACL that maps this backstore.\n" +
         "  abort_timeout  seconds PREEMPT AND ABORT waits for the fenced node's commands before it\n" +
         "             fails (1-25, default 20); below the initiators' command timeout.\n" +
+        "Or a Ceph RBD image: sharedvol/rbd/<pool>/<image>[;ceph_conf=<path>][;ceph_id=<id>][;serial=...]\n" +
+        "  ceph_conf  the cluster's ceph.conf, absolute (default: librados' search, /etc/ceph/ceph.conf).\n" +
+        "  ceph_id    the Ceph client without 'client.' (default admin); its key from the keyring\n" +
+        "             ceph.conf names. The image must exist (rbd create).\n" +
         "Easier: tsvctl export iscsi --volume PATH --target IQN --initiator IQN ...";
 
     private const string ChangeMediumMessage =

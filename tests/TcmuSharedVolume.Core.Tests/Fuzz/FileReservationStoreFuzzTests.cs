@@ -106,7 +106,7 @@ public sealed class FileReservationStoreFuzzTests(ITestOutputHelper output)
 
     private sealed class NoDrain : ICommandDrain
     {
-        public void DrainCommands(IReadOnlyCollection<ItNexus> nexuses, TimeSpan timeout) { }
+        public bool DrainCommands(IReadOnlyCollection<ItNexus> nexuses, TimeSpan timeout) => true;
     }
 
     [Fact]
