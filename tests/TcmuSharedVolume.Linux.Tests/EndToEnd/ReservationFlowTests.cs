@@ -182,6 +182,15 @@ public class ReservationFlowTests
         Assert.True(rig.B.Sim.TrySubmitTmr((byte)Linux.Tcmu.TmrType.LunReset, []));
         Run(rig.A, Cdb.TestUnitReady());
         Run(rig.B, Cdb.TestUnitReady());
+        // Each reset tells the volume's other nexus (29h/03h); which TEST UNIT READY took it
+        // depends on the order the two rings ran in. Take what is left, as an initiator would.
+        foreach (var path in new[] { rig.A, rig.B })
+        {
+            var tur = Run(path, Cdb.TestUnitReady());
+            if (tur.Status != (byte)ScsiStatus.Good)
+                CompletionAssert.Check(tur, SenseCode.BusDeviceResetFunctionOccurred, "the other path's LUN RESET");
+            CompletionAssert.Good(Run(path, Cdb.TestUnitReady()), "TEST UNIT READY after the resets");
+        }
 
         Assert.Equal([Key1, Key2], Keys(rig.B).Order());
         Assert.Equal((Key1, Cdb.ExclusiveAccess), Reservation(rig.B));
