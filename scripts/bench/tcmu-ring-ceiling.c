@@ -11,8 +11,8 @@
  * same kernel and VM, so it shows how much of a gap to LIO's fileio or to tcmu-runner a
  * handler can close at all.
  *
- * Never for data: it loses every write. Written from ../shared/docs/tcmu-abi.md (§2.4 the wait
- * and kick, §3.1 the mailbox, §4 ring entries); completes in ring order, one kick per batch.
+ * Never for data: it loses every write. Written from docs/tcmu.md (§3 the wait
+ * and kick, §4 the mailbox, §5 ring entries); completes in ring order, one kick per batch.
  *
  * usage: tcmu-ring-ceiling /dev/uioN MAP_SIZE CAPACITY_BYTES BLOCK_SIZE
  */
@@ -26,7 +26,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-/* tcmu-abi.md §3.1 (mailbox) and §4.1–4.3 (entries), x86_64 offsets. */
+/* docs/tcmu.md §4 (mailbox) and §5, §8 (entries), x86_64 offsets. */
 enum { MB_CMDR_OFF = 4, MB_CMDR_SIZE = 8, MB_CMD_HEAD = 12, MB_CMD_TAIL = 64 };
 enum { OP_PAD = 0, OP_CMD = 1, OP_TMR = 2, OP_MASK = 7 };
 enum { E_UFLAGS = 7, E_IOV_CNT = 8, E_CDB_OFF = 24, E_IOV = 48 };
@@ -126,7 +126,7 @@ static void serve_entry(uint8_t *entry)
     int cdb_len = cdb_length(cdb_in_ring[0]);
     memcpy(cdb, cdb_in_ring, cdb_len ? cdb_len : 1);
 
-    /* The response overwrites the iovecs (tcmu-abi.md §4.3): copy what is needed first. */
+    /* The response overwrites the iovecs (docs/tcmu.md §8): copy what is needed first. */
     struct iovec iov[8];
     int n = iov_cnt < 8 ? (int)iov_cnt : 8;
     for (int i = 0; i < n; i++) {
@@ -177,7 +177,7 @@ int main(int argc, char **argv)
     fprintf(stderr, "tcmu-ring-ceiling: serving %s, ring %u bytes\n", argv[1], ring_size);
 
     /* Drain first, then wait: commands queued before open() moved the event counter before
-     * this fd existed, so a read would not return for them (tcmu-abi.md §2.4). */
+     * this fd existed, so a read would not return for them (docs/tcmu.md §3). */
     for (;;) {
         uint32_t h = __atomic_load_n(head, __ATOMIC_ACQUIRE);
         if (next != h) {

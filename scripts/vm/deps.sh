@@ -5,7 +5,7 @@
 set -euo pipefail
 
 packages=(
-  qemu-system-x86   # qemu-system-x86_64 (TCG; KVM is not used, see DESIGN.md §5)
+  qemu-system-x86   # qemu-system-x86_64 (TCG; KVM is not used, see docs/testing.md §2)
   qemu-utils
   debootstrap       # root file system of the guest
   e2fsprogs         # mkfs.ext4 -d

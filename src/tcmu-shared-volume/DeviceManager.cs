@@ -547,8 +547,8 @@ public sealed class DeviceManager : IDisposable
     /// <summary>
     /// On stop: blocks every device, so that from now until the next daemon adopts it (and
     /// unblocks it) new commands get BUSY, which initiators retry, instead of entering a ring
-    /// nobody serves, where the kernel fails them with NOT READY after cmd_time_out (tcmu-abi.md
-    /// §4.9, §4.10). Returns how many were blocked.
+    /// nobody serves, where the kernel fails them with NOT READY after cmd_time_out (docs/tcmu.md
+    /// §12, §13). Returns how many were blocked.
     /// </summary>
     public int BlockAll()
     {

@@ -9,8 +9,8 @@ public sealed record IscsiExport(string Volume, long Size, string Target, IReadO
 
 /// <summary>
 /// Builds and removes LIO exports of a shared volume through targetcli: one user:sharedvol
-/// backstore per initiator (per I_T nexus, DESIGN §2). All or nothing: when a step fails, the
-/// steps already done are undone in reverse order before the error is reported.
+/// backstore per initiator (per I_T nexus, docs/architecture.md §3). All or nothing: when a step
+/// fails, the steps already done are undone in reverse order before the error is reported.
 /// </summary>
 public sealed class Exporter(ITargetcli targetcli, LioConfigfs configfs, Func<string> newNaaWwn)
 {
@@ -77,7 +77,7 @@ public sealed class Exporter(ITargetcli targetcli, LioConfigfs configfs, Func<st
             tx.Do($"{Backstores} create name={name} size={size} cfgstring={volume}", undo: $"{Backstores} delete {name}");
             tx.Do($"/loopback create wwn={wwn}", undo: $"/loopback delete wwn={wwn}");
             // tcm_loop: the TPG's nexus must exist before a LUN is linked, or the SCSI scan has no
-            // initiator to bind the backstore to (DESIGN §5). rtslib writes one; make sure.
+            // initiator to bind the backstore to (docs/testing.md §4). rtslib writes one; make sure.
             tx.Check(() => configfs.EnsureLoopbackNexus(wwn, newNaaWwn()), $"set the nexus of /loopback/{wwn}");
             tx.Do($"/loopback/{wwn}/luns create storage_object={Backstores}/{name} lun=0");
             created.Add($"{name} -> {wwn}");

@@ -79,7 +79,7 @@ public sealed class LioConfigfs(string root = "/sys/kernel/config/target")
     }
 
     /// <summary>
-    /// tcm_loop needs its TPG nexus before a LUN is linked (DESIGN §5). rtslib writes one when it
+    /// tcm_loop needs its TPG nexus before a LUN is linked (docs/testing.md §4). rtslib writes one when it
     /// creates the TPG; this writes <paramref name="initiatorWwn"/> only if none is there, and
     /// returns the nexus in force, or null when configfs is not present (tests, dry machines).
     /// </summary>

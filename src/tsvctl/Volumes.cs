@@ -112,7 +112,7 @@ public static partial class Volumes
     [GeneratedRegex(@"^(iqn\.[0-9]{4}-[0-9]{2}\.[a-z0-9][a-z0-9.\-]*(:[a-z0-9.:\-]+)?|eui\.[0-9a-f]{16}|naa\.([0-9a-f]{16}|[0-9a-f]{32}))$")]
     private static partial Regex IscsiNameRegex();
 
-    /// <summary>rtslib refuses ':' in a config string (anchors §3.2), so the daemon reads %3A as ':'.</summary>
+    /// <summary>rtslib refuses ':' in a config string (docs/tcmu.md §6), so the daemon reads %3A as ':'.</summary>
     public static string EscapeInitiator(string iqn) => iqn.Replace(":", "%3A", StringComparison.Ordinal);
 
     public static (string Address, int Port) ParsePortal(string portal)

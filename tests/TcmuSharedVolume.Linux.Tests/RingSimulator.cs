@@ -3,7 +3,7 @@ using System.Runtime.InteropServices;
 namespace TcmuSharedVolume.Simulation;
 
 /// <summary>
-/// Plays the kernel side of a TCMU ring (target_core_user.c, tcmu-abi.md §3–4, §9) in ordinary
+/// Plays the kernel side of a TCMU ring (target_core_user.c, docs/tcmu.md §4, §5, §8, §11) in ordinary
 /// native memory with the exact layout: a 128-byte mailbox, a command ring of configurable size and
 /// a data area of fixed-size blocks. It queues CMD entries the way <c>queue_cmd_ring</c> does
 /// (data blocks lowest-free-first, adjacent blocks merged into one iovec, Data-Out copied in, PAD

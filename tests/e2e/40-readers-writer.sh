@@ -2,7 +2,7 @@
 # Issue 6 scenario 2: one writer, many readers. Four tcm_loop paths of one volume; node1 holds
 # WRITE EXCLUSIVE (type 1). Every path reads the same data; only the holder writes; the other
 # paths' writes get RESERVATION CONFLICT whether they are registered or not (WE: a registered
-# non-holder is still not the holder, pr-requirements §3); readers see the holder's writes at
+# non-holder is still not the holder, docs/reservations.md §11); readers see the holder's writes at
 # once, since all paths share one backing store and no path caches.
 . "$(dirname "$0")/lib.sh"
 trap 'set +e; loop_cleanup; stop_daemon' EXIT

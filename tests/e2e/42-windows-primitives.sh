@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Issue 6 scenario 4: the PR primitives Windows Server Failover Clustering's validator drives on
-# each node (MS-CSVP CprepDiskPR*, pr-requirements §5.1), in its prescribed order, with
+# each node (MS-CSVP CprepDiskPR*; docs/testing.md §3), in its prescribed order, with
 # sg_persist from two tcm_loop nodes: Register (REGISTER AND IGNORE EXISTING KEY), Reserve,
 # IsPRPresent (READ RESERVATION from both nodes, holder's key visible at once - the failure of
 # quantum/esos #62), Preempt from node2, Release, Unregister (REGISTER AND IGNORE with key 0 -

@@ -2,7 +2,7 @@
 # Issue 6 scenario 5: SPC-2 arbitration the way Windows 2003 clusters did it (KB 309186):
 # node1 RESERVE(6)s the disk; node2's RESERVE and writes get RESERVATION CONFLICT; node2
 # breaks the reservation with a LUN reset and reserves. Then the other way an SPC-2
-# reservation ends (pr-requirements §3.1): I_T nexus loss, as an iSCSI logout, which TCMU does
+# reservation ends (docs/reservations.md §13): I_T nexus loss, as an iSCSI logout, which TCMU does
 # not report - the daemon watches the ACL's session in configfs.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/lib-iscsi.sh"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Issue 6 scenario 7: libiscsi's conformance suite (iscsi-test-cu) against an iSCSI export of
 # one shared volume with two initiator names, each ACL mapping LUN 0 to its own user:sharedvol
-# backstore (the product's model, DESIGN.md §2). The two-initiator PR tests log in as
+# backstore (the product's model, docs/architecture.md §3). The two-initiator PR tests log in as
 # libiscsi's two default names, so both must be admitted and land on different paths of the
 # same volume. Writes a per-test table to out/e2e/libiscsi-table.txt; passes only if every test
 # passes or is skipped for an optional feature (libiscsi prints "[SKIPPED]" then).

@@ -238,7 +238,7 @@ bench_ceiling() {
     local cfg=$1; shift
     local b dev uio
     b=$(tcmu_backstore bench-d "ceiling/bench" "$@")
-    # Its UIO device is named after the backstore (tcmu-abi.md §2.1).
+    # Its UIO device is named after the backstore (docs/tcmu.md §2).
     uio=$(grep -l "^tcm-user/${b#"$CFS/core/user_"}/ceiling/bench$" /sys/class/uio/uio*/name | head -n1 || true)
     [ -n "$uio" ] || fail "no UIO device for $b"
     uio=$(dirname "$uio")

@@ -1,7 +1,7 @@
 # iSCSI helpers for guest e2e scripts (sourced after lib.sh; the only definitions of the iscsi_*
 # helpers, so that no test depends on which file it sources last). One iSCSI target on 127.0.0.1
 # whose ACLs each map LUN 0 to their own user:sharedvol backstore: the product's model, one
-# backstore per I_T nexus (DESIGN.md §2), written straight into configfs the way tsvctl's
+# backstore per I_T nexus (docs/architecture.md §3), written straight into configfs the way tsvctl's
 # `export iscsi` has targetcli do it (TPG LUNs without automatic mapped LUNs, one ACL each).
 
 PORTAL_IP=127.0.0.1

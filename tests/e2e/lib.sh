@@ -56,7 +56,7 @@ make_backstore() {
     echo -n "nl_reply_supported=-1" > "$d/control"
     echo 1 > "$d/enable"
     # The daemon adopts it from the netlink event; linking a LUN before that would leave the
-    # kernel's SCSI scan waiting in an unserved ring (DESIGN.md §5).
+    # kernel's SCSI scan waiting in an unserved ring (docs/testing.md §4).
     if [ -n "$DAEMON_PID" ]; then
         for _ in $(seq 1 300); do
             grep -q "user_$idx/$name: serving" /tmp/daemon.log && break
@@ -75,7 +75,7 @@ loop_export() {
     before=$(sd_disks)
     t="$CFS/loopback/$wwn/tpgt_1"
     mkdir -p "$t/lun/lun_0"
-    echo -n "$wwn" > "$t/nexus"     # the nexus before the LUN (DESIGN.md §5)
+    echo -n "$wwn" > "$t/nexus"     # the nexus before the LUN (docs/testing.md §4)
     ln -s "$so" "$t/lun/lun_0/$(basename "$so")"
     for _ in $(seq 1 150); do
         udevadm settle 2>/dev/null || true

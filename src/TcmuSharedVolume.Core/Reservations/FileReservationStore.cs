@@ -43,7 +43,7 @@ public interface IReservationFile : IDisposable
 
 /// <summary>
 /// Stores one volume's reservation table in <c>directory/&lt;key&gt;.pr</c>, crash-safely
-/// (pr-requirements §8.4): the new state goes to <c>.tmp</c>, is fsynced, the current file is
+/// (docs/reservations.md §16): the new state goes to <c>.tmp</c>, is fsynced, the current file is
 /// kept as <c>.prev</c>, the temp file is renamed over the current one and the directory is
 /// fsynced, all before <see cref="Save"/> returns. A crash at any point leaves either the old
 /// or the new state loadable. The file carries a format version, a 64-bit commit epoch that

@@ -2,7 +2,7 @@ using TcmuSharedVolume.Scsi;
 
 namespace TcmuSharedVolume.Reservations;
 
-/// <summary>How a command fares against a reservation it does not hold (pr-requirements §3).</summary>
+/// <summary>How a command fares against a reservation it does not hold (docs/reservations.md §11).</summary>
 public enum AccessClass : byte
 {
     /// <summary>Never blocked by a persistent reservation (INQUIRY, TUR, READ CAPACITY, ...).</summary>
@@ -17,7 +17,7 @@ public enum AccessClass : byte
 }
 
 /// <summary>
-/// The conflict table of pr-requirements §3: the SCST / FreeBSD CTL / SPC-2 Annex B consensus,
+/// The access table of docs/reservations.md §11: the SCST / FreeBSD CTL / SPC-2 Annex B consensus,
 /// deliberately not LIO's "data-out means write" rule (which lets an unregistered node's
 /// SYNCHRONIZE CACHE through a WERO fence and blocks READ CAPACITY under EA).
 /// One precomputed byte per opcode; the few opcodes whose class depends on a service action or

@@ -51,7 +51,7 @@ internal ref struct TransportIdReader
     public readonly bool End => _rest.IsEmpty;
 
     /// <summary>Parses the next TransportID; false when it is malformed or runs past the data
-    /// (both are INVALID FIELD IN PARAMETER LIST, pr-requirements §1.15).</summary>
+    /// (both are INVALID FIELD IN PARAMETER LIST, docs/reservations.md §4, §10).</summary>
     public bool TryRead(out TransportId id)
     {
         id = default;
@@ -111,7 +111,7 @@ internal static class TransportIdWriter
 {
     /// <summary>
     /// The TransportID of an initiator port for READ FULL STATUS: iSCSI format 01b with the full
-    /// 12-character ISID when known, else 00b; padded to a multiple of 4 (pr-requirements §1.15, §9 #14).
+    /// 12-character ISID when known, else 00b; padded to a multiple of 4 (docs/reservations.md §12).
     /// </summary>
     public static byte[] Build(InitiatorPort port, string? isid)
     {

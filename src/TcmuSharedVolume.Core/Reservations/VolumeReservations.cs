@@ -9,8 +9,8 @@ namespace TcmuSharedVolume.Reservations;
 /// reservations, SPC-2 RESERVE/RELEASE and the unit attentions they raise.
 /// PR OUT, RESERVE and RELEASE are serialised by one lock; the gate (<see cref="IsAllowed"/>)
 /// reads an immutable <see cref="ReservationState"/> published with a volatile write, so it
-/// takes no lock and allocates nothing. The rules follow pr-requirements.md §1-3 and the
-/// "correct" column of its §9, not LIO.
+/// takes no lock and allocates nothing. The rules are those of docs/reservations.md (§1–§14),
+/// not LIO's where the two differ.
 /// </summary>
 public sealed class VolumeReservations
 {
@@ -302,7 +302,7 @@ public sealed class VolumeReservations
             return;
         }
         var s = State;
-        if (s.Spc2Holder is not null) // pr-requirements §1.5 step 1 (SPC-2 5.5.1)
+        if (s.Spc2Holder is not null) // docs/reservations.md §12, §13 (SPC-2 5.5.1)
         {
             command.ReservationConflict();
             return;
@@ -450,7 +450,7 @@ public sealed class VolumeReservations
                     return;
                 }
                 // Committed: publish first, so that the gate already refuses preempted nexuses
-                // while we wait for their commands in flight (pr-requirements §1.10).
+                // while we wait for their commands in flight (docs/reservations.md §9).
                 Volatile.Write(ref _state, next);
                 QueueUnitAttentions(effects.UnitAttentions);
                 // We only drain (commands that passed the gate finish normally); nothing is
@@ -476,7 +476,7 @@ public sealed class VolumeReservations
         byte typeCode = (byte)(cdb[2] & 0x0F);
         uint listLength = BinaryPrimitives.ReadUInt32BigEndian(cdb.Slice(5));
 
-        // Validation order of pr-requirements §1.5: which error wins matters to clients.
+        // Validation order of docs/reservations.md §3: which error wins matters to clients.
         if (s.Spc2Holder is not null)
             return Outcome.Conflict;
         if (action > PrOutAction.RegisterAndMove) // REPLACE LOST RESERVATION not implemented (RLR_C=0)
@@ -534,7 +534,7 @@ public sealed class VolumeReservations
         };
     }
 
-    /// <summary>REGISTER / REGISTER AND IGNORE EXISTING KEY (SPC-4 5.12.7, pr-requirements §1.6).</summary>
+    /// <summary>REGISTER / REGISTER AND IGNORE EXISTING KEY (SPC-4 5.12.7, docs/reservations.md §4).</summary>
     private Outcome Register(StateBuilder b, Effects e, ItNexus issuer, ulong serviceActionKey,
         bool allTgPt, bool aptpl, bool specIpt, byte[] p)
     {
@@ -627,7 +627,7 @@ public sealed class VolumeReservations
         return Outcome.Good;
     }
 
-    /// <summary>RESERVE (pr-requirements §1.7); no PRgeneration change.</summary>
+    /// <summary>RESERVE (docs/reservations.md §5); no PRgeneration change.</summary>
     private static Outcome Reserve(StateBuilder b, Effects e, ItNexus issuer, PersistentReservationType type)
     {
         if (b.Type == PersistentReservationType.None)
@@ -637,11 +637,11 @@ public sealed class VolumeReservations
             e.Changed = true;
             return Outcome.Good;
         }
-        // Under AR any registrant is a holder, so a second registrant's same-type RESERVE is GOOD (§9 #7).
+        // Under AR any registrant is a holder, so a second registrant's same-type RESERVE is GOOD (docs/reservations.md §5).
         return b.IsHolder(issuer) && b.Type == type ? Outcome.Good : Outcome.Conflict;
     }
 
-    /// <summary>RELEASE (pr-requirements §1.8); no PRgeneration change.</summary>
+    /// <summary>RELEASE (docs/reservations.md §6); no PRgeneration change.</summary>
     private static Outcome Release(StateBuilder b, Effects e, ItNexus issuer, PersistentReservationType type)
     {
         if (b.Type == PersistentReservationType.None || !b.IsHolder(issuer))
@@ -658,7 +658,7 @@ public sealed class VolumeReservations
         return Outcome.Good;
     }
 
-    /// <summary>CLEAR (pr-requirements §1.9).</summary>
+    /// <summary>CLEAR (docs/reservations.md §7).</summary>
     private static Outcome Clear(StateBuilder b, Effects e, ItNexus issuer)
     {
         foreach (var r in b.Registrations)
@@ -671,7 +671,7 @@ public sealed class VolumeReservations
         return Outcome.Good;
     }
 
-    /// <summary>PREEMPT / PREEMPT AND ABORT, cases A-F of pr-requirements §1.10.</summary>
+    /// <summary>PREEMPT / PREEMPT AND ABORT, cases A-F of docs/reservations.md §8 (and §9).</summary>
     private static Outcome Preempt(StateBuilder b, Effects e, ItNexus issuer, PersistentReservationType type,
         ulong serviceActionKey, bool abort)
     {
@@ -699,7 +699,7 @@ public sealed class VolumeReservations
             if (!matchesAny)
                 return Outcome.Conflict;
             // Case A: every registration with that key goes, the issuer's too (self-preempt
-            // without a reservation; fence_scsi re-registers afterwards, §9 #6).
+            // without a reservation; fence_scsi re-registers afterwards, docs/reservations.md §8).
             Remove(r => r.Key == serviceActionKey, keepIssuer: false);
         }
         else if (!oldType.IsAllRegistrants())
@@ -750,7 +750,7 @@ public sealed class VolumeReservations
         return Outcome.Good;
     }
 
-    /// <summary>REGISTER AND MOVE (pr-requirements §1.11).</summary>
+    /// <summary>REGISTER AND MOVE (docs/reservations.md §10).</summary>
     private Outcome RegisterAndMove(StateBuilder b, Effects e, ItNexus issuer, ulong serviceActionKey, bool aptpl, byte[] p)
     {
         if (b.Type == PersistentReservationType.None)
@@ -780,7 +780,7 @@ public sealed class VolumeReservations
             return Outcome.Check(SenseCode.InsufficientRegistrationResources);
         else
             b.Registrations.Add(new Registration(destination, serviceActionKey, false));
-        // Type and scope move with the reservation (LIO writes the type into the scope, §9 #13).
+        // Type and scope move with the reservation (docs/reservations.md §10; LIO writes the type into the scope).
         b.HolderNexus = destination;
         if (unregister)
             b.Registrations.RemoveAt(b.IndexOf(issuer));

@@ -28,7 +28,7 @@ public sealed record TargetPort(ProtocolId Protocol, string Name, ushort Relativ
 
 /// <summary>
 /// An I_T nexus: who sent a command, through which target port. One TCMU backstore serves exactly
-/// one nexus (DESIGN.md §2), so the path a command arrives on tells us its nexus.
+/// one nexus (docs/architecture.md §3), so the path a command arrives on tells us its nexus.
 /// </summary>
 public sealed record ItNexus(InitiatorPort Initiator, TargetPort Target)
 {

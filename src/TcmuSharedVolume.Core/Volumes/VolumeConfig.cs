@@ -8,7 +8,7 @@ namespace TcmuSharedVolume.Volumes;
 
 /// <summary>
 /// The TCMU config string of one backstore of ours: <c>sharedvol/&lt;absolute path&gt;[;option=value...]</c>
-/// (the kernel's <c>dev_config</c>, tcmu-abi.md §2.1). rtslib rejects <c>:</c> anywhere in it, so
+/// (the kernel's <c>dev_config</c>, docs/tcmu.md §6). rtslib rejects <c>:</c> anywhere in it, so
 /// the path and every value may carry <c>%XX</c> escapes (<c>%3A</c> for <c>:</c>, <c>%3B</c> for
 /// <c>;</c>, <c>%25</c> for <c>%</c>).
 /// <para>Options: <c>size=</c> (bytes or K/M/G/T; creates the sparse file if it is missing; an
@@ -89,7 +89,7 @@ public sealed class VolumeConfig
         }
 
         var rest = devConfig.AsSpan(Prefix.Length);
-        // An echo without -n leaves a newline in attrib/dev_config (tcmu-abi.md §2.1).
+        // An echo without -n leaves a newline in attrib/dev_config (docs/tcmu.md §2).
         rest = rest.TrimEnd("\r\n");
         int semi = rest.IndexOf(';');
         var rawPath = semi < 0 ? rest : rest[..semi];

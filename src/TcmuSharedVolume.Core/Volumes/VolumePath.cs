@@ -3,7 +3,7 @@ using TcmuSharedVolume.Scsi;
 namespace TcmuSharedVolume.Volumes;
 
 /// <summary>
-/// One path to a volume: one TCMU backstore, hence one I_T nexus (DESIGN.md §2). A path whose
+/// One path to a volume: one TCMU backstore, hence one I_T nexus (docs/architecture.md §3). A path whose
 /// nexus could not be resolved has <see cref="Nexus"/> null: it serves I/O as an unregistered
 /// initiator and refuses PR OUT.
 /// </summary>

@@ -12,7 +12,7 @@ public sealed record FabricLun(string Fabric, string Wwn, ushort Tpgt, int Lun, 
 /// <summary>
 /// Which I_T nexus a backstore serves. Exactly one of <see cref="Nexus"/> and
 /// <see cref="UnboundReason"/> is set. An unbound path still serves I/O; PR OUT on it fails
-/// (DESIGN.md §2).
+/// (docs/architecture.md §4).
 /// </summary>
 public sealed record NexusBinding
 {

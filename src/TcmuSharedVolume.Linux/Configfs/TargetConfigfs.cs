@@ -28,7 +28,7 @@ public sealed class TargetConfigfs(string root = TargetConfigfs.DefaultRoot, str
     public UserBackstore Backstore(int hbaIndex, string name) =>
         new(Path.Combine(Root, "core", $"user_{hbaIndex}", name), hbaIndex, name);
 
-    // ---- target_core_user module parameters (tcmu-abi.md §5.2, §6.5) ----
+    // ---- target_core_user module parameters (docs/tcmu.md §7, §9, §13) ----
 
     /// <summary>While set, new netlink requests fail with EAGAIN; required before <see cref="ResetNetlink"/>.</summary>
     public void SetBlockNetlink(bool block) => ConfigfsFile.Write(Path.Combine(ModuleParameters, "block_netlink"), block ? "1" : "0");

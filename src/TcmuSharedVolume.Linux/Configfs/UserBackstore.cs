@@ -43,9 +43,9 @@ public sealed record BackstoreInfo(
 }
 
 /// <summary>
-/// A TCMU backstore in configfs, <c>core/user_N/&lt;name&gt;</c> (tcmu-abi.md §6): what the
+/// A TCMU backstore in configfs, <c>core/user_N/&lt;name&gt;</c> (docs/tcmu.md §7): what the
 /// daemon reads at open, the PR and TMR attributes it insists on, and the actions of the
-/// restart recipe (§4.10).
+/// restart recipe (docs/tcmu.md §13).
 /// </summary>
 public sealed class UserBackstore
 {
@@ -92,7 +92,7 @@ public sealed class UserBackstore
     /// <summary>Writes an attribute; throws <see cref="IOException"/> when the kernel refuses it.</summary>
     public void WriteAttribute(string name, string value) => ConfigfsFile.Write(File("attrib", name), value);
 
-    /// <summary>The per-backstore serial rtslib generates (not the volume's identity, DESIGN.md §2).</summary>
+    /// <summary>The per-backstore serial rtslib generates (not the volume's identity, docs/architecture.md §5).</summary>
     public string? UnitSerial
     {
         get
@@ -112,7 +112,7 @@ public sealed class UserBackstore
 
     /// <summary>
     /// Hands PERSISTENT RESERVE IN/OUT and RESERVE/RELEASE to the daemon: <c>pgr_support=0</c>
-    /// (tcmu-abi.md §8.3), then checks that <c>emulate_pr</c> is still 1, since with 0 the kernel
+    /// (docs/tcmu.md §7), then checks that <c>emulate_pr</c> is still 1, since with 0 the kernel
     /// rejects those commands itself. A device where this fails must not be served: the kernel
     /// would then run its own per-backstore PR table beside ours.
     /// </summary>
@@ -172,7 +172,7 @@ public sealed class UserBackstore
 
     /// <summary>
     /// Completes every in-flight command (BUSY so that initiators retry, or CHECK CONDITION) and
-    /// zeroes the ring. Only while blocked (tcmu-abi.md §4.10).
+    /// zeroes the ring. Only while blocked (docs/tcmu.md §7, §13).
     /// </summary>
     public void ResetRing(bool checkCondition = false) => ConfigfsFile.Write(File("action", "reset_ring"), checkCondition ? "2" : "1");
 

@@ -10,7 +10,7 @@ public sealed class TcmuServiceHandlers
 {
     /// <summary>
     /// Validates a config string. It receives the FULL string targetcli sends,
-    /// <c>sharedvol/&lt;rest&gt;</c> (anchors §2); strings with another prefix never reach it.
+    /// <c>sharedvol/&lt;rest&gt;</c> (docs/tcmu.md §14); strings with another prefix never reach it.
     /// </summary>
     public required Func<string, (bool Ok, string Reason)> CheckConfig { get; init; }
 
@@ -30,7 +30,7 @@ public sealed class TcmuServiceHandlers
 
 /// <summary>
 /// The daemon's face on the D-Bus system bus, as tcmu-runner shows it to targetcli
-/// (anchors-tcmu-runner.md §2, §3.1):
+/// (docs/tcmu.md §14):
 /// <list type="bullet">
 /// <item>owns <c>org.kernel.TCMUService1</c>; ObjectManager at <c>/org/kernel/TCMUService1</c>;</item>
 /// <item>object <c>/org/kernel/TCMUService1/sharedvol</c> with interface <c>org.kernel.TCMUService1</c>:
@@ -101,7 +101,7 @@ public sealed unsafe class TcmuService : IDisposable
     /// <summary>
     /// Connects (to the system bus when <paramref name="busAddress"/> is null), exports the objects
     /// and takes the well-known name. Fails with a clear message when the name is already owned,
-    /// which is the case while tcmu-runner runs: two TCMU daemons cannot share netlink (anchors §8.1).
+    /// which is the case while tcmu-runner runs: two TCMU daemons cannot share netlink (docs/tcmu.md §9).
     /// </summary>
     public static TcmuService Start(TcmuServiceHandlers handlers, string? busAddress = null)
     {
@@ -307,7 +307,7 @@ public sealed unsafe class TcmuService : IDisposable
         var check = privileged ? _handlers.CheckConfig : _handlers.CheckSyntax ?? (_ => (true, ""));
         var (ok, reason) = check(config);
         if (!privileged && ok) return (true, "success (syntax only: the path is checked for privileged callers)");
-        // tcmu-runner's wording (anchors §2): "success", and "unknown" for a missing reason.
+        // tcmu-runner's wording: "success", and "unknown" for a missing reason.
         return ok ? (true, "success") : (false, string.IsNullOrWhiteSpace(reason) ? "unknown" : reason);
     }
 
@@ -316,7 +316,7 @@ public sealed unsafe class TcmuService : IDisposable
     {
         try
         {
-            // targetcli's "changemedium" (anchors §2) expects an (is) answer, not a D-Bus error.
+            // targetcli's "changemedium" (docs/tcmu.md §14) expects an (is) answer, not a D-Bus error.
             string name = SdBus.ReadString(call);
             Log.Info($"D-Bus: ChangeMedium for '{name}' refused: not supported");
             SdBus.Reply(call, m =>

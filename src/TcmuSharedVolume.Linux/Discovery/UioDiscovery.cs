@@ -3,7 +3,7 @@ using TcmuSharedVolume.Volumes;
 
 namespace TcmuSharedVolume.Linux.Discovery;
 
-/// <summary>One TCMU device of ours as sysfs shows it (tcmu-abi.md §2.2).</summary>
+/// <summary>One TCMU device of ours as sysfs shows it (docs/tcmu.md §2).</summary>
 /// <param name="UioIndex">N of <c>/sys/class/uio/uioN</c>.</param>
 /// <param name="Minor">Minor of <c>/dev/uioN</c> (from the <c>dev</c> file; N when it is missing).</param>
 /// <param name="HbaIndex">N of configfs <c>core/user_N</c>.</param>
@@ -20,7 +20,7 @@ public sealed record UioDevice(int UioIndex, int Minor, int HbaIndex, string Dev
 
 /// <summary>
 /// Finds the TCMU devices that belong to this daemon by scanning sysfs, the way libtcmu does at
-/// start (anchors §1.2): every <c>uio*/name</c> that starts with <c>tcm-user/</c> and whose
+/// start (docs/tcmu.md §2): every <c>uio*/name</c> that starts with <c>tcm-user/</c> and whose
 /// dev_config starts with <c>sharedvol/</c>. Devices of other handlers are skipped silently.
 /// </summary>
 public sealed class UioDiscovery(string sysClassUio = UioDiscovery.DefaultRoot)

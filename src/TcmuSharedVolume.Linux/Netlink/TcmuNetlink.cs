@@ -3,7 +3,7 @@ using TcmuSharedVolume.Volumes;
 
 namespace TcmuSharedVolume.Linux.Netlink;
 
-/// <summary><c>enum tcmu_genl_cmd</c> (tcmu-abi.md §5.1).</summary>
+/// <summary><c>enum tcmu_genl_cmd</c> (docs/tcmu.md §9).</summary>
 public enum TcmuCommand : byte
 {
     Unspec = 0,
@@ -62,7 +62,7 @@ public sealed record TcmuNetlinkEvent(
     /// <summary>
     /// Reply only for devices of ours (dev_config starts with sharedvol/). The kernel takes the first
     /// reply that matches a device id, so answering for another handler's device would decide its
-    /// fate (tcmu-abi.md §5.1, tcmu-runner #678).
+    /// fate (docs/tcmu.md §9, tcmu-runner #678).
     /// </summary>
     public bool ShouldReply => VolumeConfig.IsOurs(DevConfig);
 
@@ -122,7 +122,7 @@ public static class TcmuNetlinkMessages
     public const string ConfigGroup = "config";
     public const byte Version = 2;
 
-    /// <summary>SET_FEATURES(SUPP_KERN_CMD_REPLY): from now on the kernel waits for *_DONE replies (tcmu-abi.md §5.2).</summary>
+    /// <summary>SET_FEATURES(SUPP_KERN_CMD_REPLY): from now on the kernel waits for *_DONE replies (docs/tcmu.md §9).</summary>
     public static int WriteSetFeatures(Span<byte> buffer, ushort familyId, uint sequence, bool kernelWaitsForReplies = true)
     {
         var w = new NetlinkWriter(buffer);

@@ -6,7 +6,7 @@ namespace TcmuSharedVolume.Linux.Netlink;
 /// <summary>
 /// The daemon's TCM-USER netlink endpoint: resolves the family and its "config" multicast group,
 /// joins it, announces reply support, receives device events and sends the *_DONE replies.
-/// <para>Caution (tcmu-abi.md §5.2): once SET_FEATURES(1) was sent, every device whose
+/// <para>Caution (docs/tcmu.md §9): once SET_FEATURES(1) was sent, every device whose
 /// <c>nl_reply_supported</c> is ≥ 0 makes its configfs write wait, without timeout, for some
 /// process to reply. This daemon replies only for sharedvol/ devices; devices of other handlers
 /// need their own daemon (tcmu-runner) to answer.</para>

@@ -12,8 +12,8 @@ public interface ICommandExecutor
     /// <summary>Runs on one of the loop's threads; sets the command's status. The loop completes it afterwards.</summary>
     void Execute(ScsiCommand command);
 
-    /// <summary>A TMR notification (§9), on the thread that found it while draining the ring: keep
-    /// it short. Listed commands that were still queued have already been completed with TASK
+    /// <summary>A TMR notification (docs/tcmu.md §11), on the thread that found it while draining
+    /// the ring: keep it short. Listed commands that were still queued have already been completed with TASK
     /// ABORTED; running ones complete normally. For LUN RESET, apply the logical unit's reset
     /// semantics here.</summary>
     void TaskManagement(TmrType type, ReadOnlySpan<ushort> commandIds);
@@ -236,7 +236,7 @@ public sealed unsafe class RingEventLoop : IDisposable
     /// completed and kicked. The daemon calls this on stop after blocking its devices, so that no
     /// new entries arrive and the rings it leaves are empty: nothing waits there for the next
     /// daemon with the kernel's cmd_time_out running, whose expiry is a hard NOT READY error
-    /// rather than the BUSY that blocked commands get (tcmu-abi.md §4.9, §4.10). Returns false
+    /// rather than the BUSY that blocked commands get (docs/tcmu.md §12, §13). Returns false
     /// if something was still unserved at <paramref name="timeout"/> or the loop is stopped.
     /// </summary>
     public bool Quiesce(TimeSpan timeout)
@@ -412,7 +412,8 @@ public sealed unsafe class RingEventLoop : IDisposable
             if (ctx == null) continue;
             if ((revents & ~Libc.EPOLLIN) != 0)
             {
-                // uio_poll reports everything, POLLERR/POLLHUP included, once the device is unregistered (§2.4).
+                // uio_poll reports everything, POLLERR/POLLHUP included, once the device is
+                // unregistered (docs/tcmu.md §3).
                 Lose(ctx, $"device gone (epoll events 0x{revents:x})");
                 continue;
             }
@@ -513,7 +514,7 @@ public sealed unsafe class RingEventLoop : IDisposable
                 lock (_sched) ctx.Queue.TryRemove(id, out victim);
             }
             if (victim == null) continue; // running (completes normally) or already completed
-            // Any status will do: the core marked the command aborted (§9).
+            // Any status will do: the core marked the command aborted (docs/tcmu.md §11).
             victim.Complete(ScsiStatus.TaskAborted);
             ctx.Ring.Complete(victim);
             aborted++;

@@ -4,7 +4,7 @@ namespace TcmuSharedVolume.Linux.Tcmu;
 /// The shared-memory layout of <c>include/uapi/linux/target_core_user.h</c> (mailbox version 2),
 /// as offsets for raw pointer access. The entry's inner req/rsp structs keep natural alignment
 /// even though the outer struct is packed: hence the hole at 20 and the iovecs at 48
-/// (tcmu-abi.md §3.1, §4.1–4.4).
+/// (docs/tcmu.md §4, §5).
 /// </summary>
 public static class TcmuAbi
 {
@@ -69,7 +69,7 @@ public static class TcmuAbi
     public static byte EntryOp(uint lenOp) => (byte)(lenOp & OpMask);
 }
 
-/// <summary>tcmu_tmr_type (tcmu-abi.md §4.4, §9).</summary>
+/// <summary>tcmu_tmr_type (docs/tcmu.md §5, §11).</summary>
 public enum TmrType : byte
 {
     Unknown = 0,
@@ -96,6 +96,6 @@ public interface IRingConsumer
     /// <summary>A command to execute; hand it back through <see cref="TcmuRing.Complete"/> exactly once.</summary>
     void OnCommand(Scsi.ScsiCommand command);
 
-    /// <summary>A task management notification; the listed ids still need a completion each (§9).</summary>
+    /// <summary>A task management notification; the listed ids still need a completion each (docs/tcmu.md §11).</summary>
     void OnTaskManagement(TmrType type, ReadOnlySpan<ushort> commandIds);
 }

@@ -6,7 +6,7 @@ namespace TcmuSharedVolume.Linux.Tcmu;
 
 /// <summary>
 /// Reader and completer of one TCMU command ring, over a mapping it does not own (mailbox, ring and
-/// data area laid out as in tcmu-abi.md §3). It moves <see cref="ScsiCommand"/>s in and out and
+/// data area laid out as in docs/tcmu.md §4). It moves <see cref="ScsiCommand"/>s in and out and
 /// knows nothing of what they mean.
 /// <para>
 /// Threads: <see cref="Drain"/> runs on one thread at a time (the event loop); <see cref="Complete"/>
@@ -14,14 +14,14 @@ namespace TcmuSharedVolume.Linux.Tcmu;
 /// out has been completed.
 /// </para>
 /// <para>
-/// Completion is out of order by slot stealing (§4.6): the response of whichever command finishes
+/// Completion is out of order by slot stealing (docs/tcmu.md §8): the response of whichever command finishes
 /// goes into the first CMD slot at the shared <c>cmd_tail</c>, carrying that command's cmd_id; the
 /// kernel reaps in ring order and looks the command up by the id it reads from the slot.
 /// Invariant that makes this safe: every published slot that can take a response ("stealable")
 /// belongs to exactly one registered command, so the number of stealable slots between
 /// <c>cmd_tail</c> and the parse cursor equals the number of commands not yet completed.
 /// Slots that cannot take a response (too short, or running past the ring end) are never
-/// registered: they get TCMU_UFLAG_UNKNOWN_OP and so complete themselves (§4.7).
+/// registered: they get TCMU_UFLAG_UNKNOWN_OP and so complete themselves (docs/tcmu.md §5, §8).
 /// </para>
 /// </summary>
 public sealed unsafe class TcmuRing : IDisposable
@@ -45,7 +45,7 @@ public sealed unsafe class TcmuRing : IDisposable
     }
 
     private const int InitialIovCapacity = 4;
-    private const ulong MinDataBlockSize = 4096; // data_pages_per_blk × PAGE_SIZE, at least one page (§3.3)
+    private const ulong MinDataBlockSize = 4096; // data_pages_per_blk × PAGE_SIZE, at least one page (docs/tcmu.md §4)
 
     private readonly byte* _map;
     private readonly long _mapLength;
@@ -74,7 +74,7 @@ public sealed unsafe class TcmuRing : IDisposable
     /// <param name="length">Length of the mapping (maps/map0/size).</param>
     /// <param name="notifier">Kicks the kernel after completions.</param>
     /// <param name="name">For logs (the UIO name).</param>
-    /// <param name="poolSize">Commands kept ready; the kernel's queue depth for TCMU is 128 (§4.9).</param>
+    /// <param name="poolSize">Commands kept ready; the kernel's queue depth for TCMU is 128 (docs/tcmu.md §12).</param>
     /// <exception cref="InvalidDataException">The mailbox is not one this code understands.</exception>
     public TcmuRing(byte* map, long length, IRingNotifier notifier, string name = "tcmu", int poolSize = 128)
     {
@@ -104,7 +104,7 @@ public sealed unsafe class TcmuRing : IDisposable
         _notifier = notifier;
         Flags = *(ushort*)(map + TcmuAbi.MbFlags);
         // After a restart the kernel still holds whatever is between cmd_tail and cmd_head; start
-        // there, like libtcmu does on open (§4.10).
+        // there, like libtcmu does on open (docs/tcmu.md §13).
         _parse = tail;
         _parsed = tail;
         poolSize = Math.Max(1, poolSize);
@@ -131,7 +131,7 @@ public sealed unsafe class TcmuRing : IDisposable
 
     /// <summary>The ring's framing is lost (entry length 0, or an entry beyond cmd_head): nothing more
     /// is parsed. Commands already handed out can still be completed. Recover with the
-    /// block_dev/reset_ring recipe (tcmu-abi.md §4.10).</summary>
+    /// block_dev/reset_ring recipe (docs/tcmu.md §13).</summary>
     public bool IsFailed => _failed;
     public string? FailureReason => _failure;
 
@@ -163,7 +163,7 @@ public sealed unsafe class TcmuRing : IDisposable
         if (_failed || _disposed) return 0;
 
         // Acquire: entries before cmd_head are fully written (the kernel publishes with
-        // smp_store_release; tcmu-runner broke on aarch64 without this, §4.8).
+        // smp_store_release; tcmu-runner broke on aarch64 without this, docs/tcmu.md §8).
         uint head = (uint)Volatile.Read(ref *(int*)(_map + TcmuAbi.MbCmdHead));
         if (head >= _size || head % TcmuAbi.AlignSize != 0)
         {
@@ -233,7 +233,7 @@ public sealed unsafe class TcmuRing : IDisposable
         {
             if (!_live.TryGetValue(id, out var pooled) || !ReferenceEquals(pooled.Command, command))
             {
-                // Completing an id twice breaks the ring for good in the kernel (§4.6).
+                // Completing an id twice breaks the ring for good in the kernel (docs/tcmu.md §8).
                 Log.Error($"{Name}: completion of cmd_id {id} that is not in flight on this ring ignored");
                 return false;
             }
@@ -253,7 +253,7 @@ public sealed unsafe class TcmuRing : IDisposable
 
             WriteResponse(_ring + slot, command);
             uint next = SkipUnstealable((uint)((slot + (ulong)slotLen) % _size), parsed);
-            // Release: the kernel must see the response before the tail that covers it (§4.8).
+            // Release: the kernel must see the response before the tail that covers it (docs/tcmu.md §8).
             Volatile.Write(ref *(int*)(_map + TcmuAbi.MbCmdTail), (int)next);
             ReturnToPool(pooled);
         }
@@ -325,7 +325,8 @@ public sealed unsafe class TcmuRing : IDisposable
         {
             // No room for a response in this slot, and writing one would spill into the next entry
             // or past the ring. UNKNOWN_OP makes the kernel fail the command named here itself
-            // (CHECK CONDITION, LOGICAL UNIT COMMUNICATION FAILURE, §4.7); completers skip the slot.
+            // (CHECK CONDITION, LOGICAL UNIT COMMUNICATION FAILURE, docs/tcmu.md §5); completers
+            // skip the slot.
             entry[TcmuAbi.HdrUFlags] |= TcmuAbi.UFlagUnknownOp;
             Malformed(pos, $"CMD entry cmd_id {id} of {len} bytes cannot hold a response; flagged UNKNOWN_OP");
             Publish(next);
@@ -348,7 +349,7 @@ public sealed unsafe class TcmuRing : IDisposable
         if (pooled == null)
         {
             // id 0 names no command and a duplicate would complete a running command twice; either
-            // breaks the kernel's ring (§4.6). As PAD the kernel's reaper skips the slot.
+            // breaks the kernel's ring (docs/tcmu.md §8). As PAD the kernel's reaper skips the slot.
             *(uint*)entry = len | TcmuAbi.OpPad;
             Malformed(pos, id == 0 ? "CMD entry with cmd_id 0 turned into PAD" : $"CMD entry repeats in-flight cmd_id {id}; turned into PAD");
             Publish(next);
@@ -401,8 +402,8 @@ public sealed unsafe class TcmuRing : IDisposable
         ulong entryStart = TcmuAbi.MailboxSize + (ulong)pos;
         ulong entryEnd = entryStart + len;
         ulong cdbOff = *(ulong*)(entry + TcmuAbi.ReqCdbOff);
-        // The kernel puts the CDB inside the entry, after the iovecs (§4.2); anywhere else is not a
-        // CDB this command owns.
+        // The kernel puts the CDB inside the entry, after the iovecs (docs/tcmu.md §5); anywhere
+        // else is not a CDB this command owns.
         if (cdbOff < entryStart + iovEnd || cdbOff >= entryEnd)
         {
             why = $"cdb_off {cdbOff} outside the entry [{entryStart}, {entryEnd})";
@@ -433,7 +434,7 @@ public sealed unsafe class TcmuRing : IDisposable
             ulong @base = *(ulong*)iov;
             ulong length = *(ulong*)(iov + 8);
             // Outside the data area the iovec could point at the mailbox, the ring or unmapped
-            // memory (SIGBUS, §2.3).
+            // memory (SIGBUS, docs/tcmu.md §3).
             if (@base < (ulong)_dataOffset || @base > (ulong)_mapLength || length > (ulong)_mapLength - @base)
             {
                 why = $"iovec {i} [{@base}, +{length}) outside the data area [{_dataOffset}, {_mapLength})";
@@ -483,7 +484,7 @@ public sealed unsafe class TcmuRing : IDisposable
         if (_tmrIds.Length < count)
             _tmrIds = new ushort[Math.Max(count, (uint)_tmrIds.Length * 2)];
         new ReadOnlySpan<ushort>(entry + TcmuAbi.TmrCmdIds, (int)count).CopyTo(_tmrIds);
-        // A TMR entry needs no response; it only has to be passed by cmd_tail (§9).
+        // A TMR entry needs no response; it only has to be passed by cmd_tail (docs/tcmu.md §5).
         Publish(next);
         consumer.OnTaskManagement(type, new ReadOnlySpan<ushort>(_tmrIds, 0, (int)count));
     }
@@ -496,7 +497,7 @@ public sealed unsafe class TcmuRing : IDisposable
         if (command.DataInLength >= 0 && SupportsReadLen)
         {
             // Lets the kernel copy back only what was produced: a reused data block still holds
-            // the previous command's bytes (§3.3, §4.7).
+            // the previous command's bytes (docs/tcmu.md §4).
             uflags |= TcmuAbi.UFlagReadLen;
             readLength = (uint)Math.Min(command.DataInLength, uint.MaxValue);
         }

@@ -16,7 +16,7 @@ public interface IRingEventSource
 
 /// <summary>
 /// One TCMU UIO device: <c>/dev/uioN</c> opened O_RDWR|O_NONBLOCK|O_CLOEXEC and its single map
-/// mmapped whole (tcmu-abi.md §2). The event loop waits on it edge-triggered; 4-byte writes make
+/// mmapped whole (docs/tcmu.md §3). The event loop waits on it edge-triggered; 4-byte writes make
 /// the kernel reap completions. Every failure is an exception carrying errno's text; nothing here ends the process.
 /// </summary>
 public sealed unsafe class UioDevice : IRingNotifier, IRingEventSource, IDisposable
@@ -78,14 +78,14 @@ public sealed unsafe class UioDevice : IRingNotifier, IRingEventSource, IDisposa
     {
         string dir = Path.Combine(sysfsRoot, "uio" + minor.ToString(CultureInfo.InvariantCulture));
         string name = File.ReadAllText(Path.Combine(dir, "name"));
-        // sysfs adds one '\n'; anything else belongs to the name (§2.1: dev_config written with echo
-        // keeps its own newline).
+        // sysfs adds one '\n'; anything else belongs to the name (docs/tcmu.md §2: dev_config
+        // written with echo keeps its own newline).
         if (name.EndsWith('\n')) name = name[..^1];
         long size = ParseMapSize(File.ReadAllText(Path.Combine(dir, "maps", "map0", "size")));
         return new UioDeviceInfo(minor, name, size);
     }
 
-    /// <summary>maps/map0/size is printed with %pa: "0x" and 16 hex digits (§2.2).</summary>
+    /// <summary>maps/map0/size is printed with %pa: "0x" and 16 hex digits (docs/tcmu.md §2).</summary>
     public static long ParseMapSize(string text)
     {
         var s = text.AsSpan().Trim();
@@ -95,7 +95,7 @@ public sealed unsafe class UioDevice : IRingNotifier, IRingEventSource, IDisposa
         return size;
     }
 
-    /// <summary>Opens /dev/uioN and maps exactly map0/size at offset 0 (the map index, §2.3).</summary>
+    /// <summary>Opens /dev/uioN and maps exactly map0/size at offset 0 (the map index, docs/tcmu.md §3).</summary>
     public static UioDevice Open(UioDeviceInfo info, string devRoot = DefaultDevRoot)
     {
         string path = Path.Combine(devRoot, "uio" + info.Minor.ToString(CultureInfo.InvariantCulture));

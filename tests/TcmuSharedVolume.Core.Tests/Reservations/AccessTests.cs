@@ -4,7 +4,7 @@ using static TcmuSharedVolume.Tests.Reservations.ResultAssert;
 
 namespace TcmuSharedVolume.Tests.Reservations;
 
-/// <summary>The reservation gate: libiscsi's access and ownership tests and the §3 conflict table.</summary>
+/// <summary>The reservation gate: libiscsi's access and ownership tests and the access table of docs/reservations.md §11.</summary>
 public class AccessTests
 {
     /// <summary>libiscsi ProutReserve.Access*: second initiator read/write while registered, then after unregistering.</summary>
@@ -56,7 +56,7 @@ public class AccessTests
         Assert.Null(k.ReadReservation());
     }
 
-    // §3 columns: WE(any) EA(any) WERO/WEAR-reg WERO/WEAR-unreg EARO/EAAR-reg EARO/EAAR-unreg
+    // docs/reservations.md §11 columns: WE(any) EA(any) WERO/WEAR-reg WERO/WEAR-unreg EARO/EAAR-reg EARO/EAAR-unreg
     public static TheoryData<string, byte[], string> ConflictTable() => new()
     {
         { "INQUIRY", [0x12, 0, 0, 0, 36, 0], "OOOOOO" },
@@ -150,7 +150,7 @@ public class AccessTests
     [Fact]
     public void FencedNodeUnderWeroCanReadButNotFlush()
     {
-        // fence_scsi: the victim, now unregistered under WERO, must not get a SYNCHRONIZE CACHE through (§9 #9).
+        // fence_scsi: the victim, now unregistered under WERO, must not get a SYNCHRONIZE CACHE through (docs/reservations.md §11).
         var k = new PrTestKit();
         Good(k.Register(k[0], 0, 1));
         Good(k.Register(k[1], 0, 2));

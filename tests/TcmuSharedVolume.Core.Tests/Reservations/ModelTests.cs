@@ -24,7 +24,7 @@ public sealed record Op(OpKind Kind, int Nexus, bool OwnKey, ulong Key, ulong Se
 }
 
 /// <summary>
-/// A deliberately small reference model of SPC-4 PR, written from pr-requirements §1 and §3
+/// A deliberately small reference model of SPC-4 PR, written from docs/reservations.md §1-§11
 /// without looking at the engine's structure: a list of (nexus, key), an optional reservation,
 /// a generation and per-nexus pending unit attentions.
 /// </summary>

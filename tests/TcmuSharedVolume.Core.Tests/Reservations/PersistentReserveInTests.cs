@@ -6,7 +6,7 @@ using static TcmuSharedVolume.Tests.Reservations.ResultAssert;
 
 namespace TcmuSharedVolume.Tests.Reservations;
 
-/// <summary>PR IN data formats (pr-requirements §2.1).</summary>
+/// <summary>PR IN data formats (docs/reservations.md §12).</summary>
 public class PersistentReserveInTests
 {
     [Fact]
@@ -126,7 +126,7 @@ public class PersistentReserveInTests
             Assert.Equal(0x45, tid[0]); // format 01b, iSCSI
             Assert.Equal(tidLength - 4, BinaryPrimitives.ReadUInt16BigEndian(tid.Slice(2)));
             string text = Encoding.ASCII.GetString(tid[4..]).TrimEnd('\0');
-            Assert.Equal($"{PrTestKit.InitiatorName(i)},i,0x40000137{i:x4}", text); // all 12 ISID digits (§9 #14)
+            Assert.Equal($"{PrTestKit.InitiatorName(i)},i,0x40000137{i:x4}", text); // all 12 ISID digits (docs/reservations.md §12)
             o += 24 + tidLength;
         }
         Assert.Equal(d.Length, o);

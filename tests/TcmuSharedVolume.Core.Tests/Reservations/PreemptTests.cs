@@ -4,7 +4,7 @@ using static TcmuSharedVolume.Tests.Reservations.ResultAssert;
 
 namespace TcmuSharedVolume.Tests.Reservations;
 
-/// <summary>PREEMPT / PREEMPT AND ABORT, cases A-F of pr-requirements §1.10, and what fencing relies on.</summary>
+/// <summary>PREEMPT / PREEMPT AND ABORT, cases A-F of docs/reservations.md §8 and §9, and what fencing relies on.</summary>
 public class PreemptTests
 {
     private const PersistentReservationType WE = PersistentReservationType.WriteExclusive;
@@ -36,7 +36,7 @@ public class PreemptTests
     [Fact]
     public void SelfPreemptWithoutReservationRemovesTheIssuerToo()
     {
-        // fence_scsi: preempt(key, key) then re-register (§9 #6).
+        // fence_scsi: preempt(key, key) then re-register (docs/reservations.md §8).
         var k = Registered(5, 5, 6);
         Good(k.Preempt(k[0], 5, 5, WERO));
         Assert.Equal([6UL], k.ReadKeys().Keys);
@@ -192,7 +192,7 @@ public class PreemptTests
     {
         var k = Registered(1, 2);
         Check(k.ProutRaw(k[1], 0x04, 2, PrTestKit.BasicList(2, 1)), SenseCode.InvalidFieldInCdb);
-        Check(k.ProutRaw(k[1], 0x04, 1, PrTestKit.BasicList(2, 1), scope: 1), SenseCode.InvalidFieldInCdb); // §9 #3
+        Check(k.ProutRaw(k[1], 0x04, 1, PrTestKit.BasicList(2, 1), scope: 1), SenseCode.InvalidFieldInCdb); // docs/reservations.md §3 step 8
         Assert.Equal(2, k.ReadKeys().Keys.Length);
     }
 }

@@ -4,7 +4,7 @@ using static TcmuSharedVolume.Tests.Reservations.ResultAssert;
 
 namespace TcmuSharedVolume.Tests.Reservations;
 
-/// <summary>REGISTER AND MOVE (pr-requirements §1.11).</summary>
+/// <summary>REGISTER AND MOVE (docs/reservations.md §10).</summary>
 public class RegisterAndMoveTests
 {
     private const PersistentReservationType WE = PersistentReservationType.WriteExclusive;
@@ -62,7 +62,7 @@ public class RegisterAndMoveTests
     }
 
     [Fact]
-    public void UnregisteredWithoutReservationConflicts() // §9 #2
+    public void UnregisteredWithoutReservationConflicts() // docs/reservations.md §3 step 7
     {
         var k = new PrTestKit();
         Conflict(Move(k, k[0], 0, 9, 1, Tid(1)));
@@ -87,7 +87,7 @@ public class RegisterAndMoveTests
     }
 
     [Fact]
-    public void ZeroServiceActionKeyIsInvalidFieldInParameterList() // §9 #10
+    public void ZeroServiceActionKeyIsInvalidFieldInParameterList() // docs/reservations.md §10
     {
         var k = Held();
         Check(Move(k, k[0], 1, 0, 1, Tid(1)), SenseCode.InvalidFieldInParameterList);

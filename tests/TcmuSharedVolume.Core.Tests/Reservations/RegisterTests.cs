@@ -4,7 +4,7 @@ using static TcmuSharedVolume.Tests.Reservations.ResultAssert;
 
 namespace TcmuSharedVolume.Tests.Reservations;
 
-/// <summary>REGISTER / REGISTER AND IGNORE EXISTING KEY, pr-requirements §1.6 table, row by row.</summary>
+/// <summary>REGISTER / REGISTER AND IGNORE EXISTING KEY, docs/reservations.md §4 table, row by row.</summary>
 public class RegisterTests
 {
     [Fact]
@@ -70,7 +70,7 @@ public class RegisterTests
         Good(k.Register(k[0], 1, 0));
         var (gen, keys) = k.ReadKeys();
         Assert.Empty(keys);
-        Assert.Equal(2u, gen); // §9 #4: LIO forgets this one
+        Assert.Equal(2u, gen); // docs/reservations.md §1: LIO forgets this one
     }
 
     [Fact]
@@ -153,7 +153,7 @@ public class RegisterTests
         Good(k.Register(k[0], 0, 9, allTgPt: true));
         var (gen, keys) = k.ReadKeys();
         Assert.Equal([9UL, 9UL], keys);
-        Assert.Equal(1u, gen); // once per command (§9 #5)
+        Assert.Equal(1u, gen); // once per command (docs/reservations.md §1)
         Assert.True(k.Pr.State.IndexOf(k[2]) >= 0);
         Assert.True(k.Pr.State.IndexOf(k[1]) < 0);
         Good(k.Register(k[2], 9, 10)); // key change through the other port moves both copies

@@ -4,7 +4,7 @@ using static TcmuSharedVolume.Tests.Reservations.ResultAssert;
 
 namespace TcmuSharedVolume.Tests.Reservations;
 
-/// <summary>RESERVE, RELEASE and CLEAR (pr-requirements §1.7-1.9) for every type and nexus role.</summary>
+/// <summary>RESERVE, RELEASE and CLEAR (docs/reservations.md §5-§7) for every type and nexus role.</summary>
 public class ReserveReleaseClearTests
 {
     public static TheoryData<PersistentReservationType> AllTypes() =>
@@ -54,7 +54,7 @@ public class ReserveReleaseClearTests
         var k = TwoRegistered();
         Good(k.Reserve(k[0], 1, type));
         var r = k.Reserve(k[1], 2, type);
-        // Under AR every registrant is a holder: same-type RESERVE is GOOD (§9 #7); otherwise conflict.
+        // Under AR every registrant is a holder: same-type RESERVE is GOOD (docs/reservations.md §5); otherwise conflict.
         if (type.IsAllRegistrants()) Good(r); else Conflict(r);
     }
 
@@ -63,7 +63,7 @@ public class ReserveReleaseClearTests
     public void UnregisteredNexusCannotReserveReleaseOrClear(PersistentReservationType type)
     {
         var k = TwoRegistered();
-        Conflict(k.Reserve(k[2], 0, type)); // §9 #2: no reservation yet
+        Conflict(k.Reserve(k[2], 0, type)); // docs/reservations.md §3 step 7: no reservation yet
         Conflict(k.Release(k[2], 0, type));
         Conflict(k.Clear(k[2], 0));
         Good(k.Reserve(k[0], 1, type));
@@ -91,7 +91,7 @@ public class ReserveReleaseClearTests
         var k = TwoRegistered();
         Good(k.Reserve(k[0], 1, type));
         var other = type == PersistentReservationType.ExclusiveAccess ? PersistentReservationType.WriteExclusive : PersistentReservationType.ExclusiveAccess;
-        Check(k.Release(k[0], 1, other), SenseCode.InvalidReleaseOfPersistentReservation); // §9 #1
+        Check(k.Release(k[0], 1, other), SenseCode.InvalidReleaseOfPersistentReservation); // docs/reservations.md §6
         Assert.Equal(type, k.ReadReservation()!.Value.Type);
     }
 

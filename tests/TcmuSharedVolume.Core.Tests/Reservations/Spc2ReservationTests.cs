@@ -4,7 +4,7 @@ using static TcmuSharedVolume.Tests.Reservations.ResultAssert;
 
 namespace TcmuSharedVolume.Tests.Reservations;
 
-/// <summary>SPC-2 RESERVE/RELEASE and its interplay with persistent reservations (pr-requirements §3.1).</summary>
+/// <summary>SPC-2 RESERVE/RELEASE and its interplay with persistent reservations (docs/reservations.md §13).</summary>
 public class Spc2ReservationTests
 {
     private static readonly byte[] Reserve6 = [OperationCode.Reserve6, 0, 0, 0, 0, 0];

@@ -4,7 +4,7 @@ using static TcmuSharedVolume.Tests.Reservations.ResultAssert;
 
 namespace TcmuSharedVolume.Tests.Reservations;
 
-/// <summary>PR OUT validation and its order (pr-requirements §1.5), and unbound paths.</summary>
+/// <summary>PR OUT validation and its order (docs/reservations.md §3), and unbound paths.</summary>
 public class ValidationTests
 {
     [Theory]
@@ -84,7 +84,7 @@ public class ValidationTests
     }
 
     [Fact]
-    public void AllTargetPortsIsIgnoredOutsideRegister() // §9 #11
+    public void AllTargetPortsIsIgnoredOutsideRegister() // docs/reservations.md §3
     {
         var k = new PrTestKit();
         Good(k.Register(k[0], 0, 1));

@@ -17,7 +17,7 @@ public sealed class NexusResolutionTests : IDisposable
 
     public void Dispose() => _lio.Dispose();
 
-    /// <summary>DESIGN.md §2: one iSCSI target, two backstores on one file, each ACL maps LUN 0 to its own.</summary>
+    /// <summary>docs/architecture.md §3, §4: one iSCSI target, two backstores on one file, each ACL maps LUN 0 to its own.</summary>
     private string IscsiTwoPaths()
     {
         _lio.Backstore(1, "vol1-a");

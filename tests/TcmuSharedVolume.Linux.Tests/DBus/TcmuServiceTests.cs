@@ -4,7 +4,7 @@ using TcmuSharedVolume.Linux.DBus;
 
 namespace TcmuSharedVolume.Tests.DBus;
 
-/// <summary>The D-Bus contract targetcli relies on, checked from outside with busctl (anchors §2, §3).</summary>
+/// <summary>The D-Bus contract targetcli relies on, checked from outside with busctl (docs/tcmu.md §14).</summary>
 public sealed class TcmuServiceTests : IDisposable
 {
     private readonly PrivateBus _bus = new();
