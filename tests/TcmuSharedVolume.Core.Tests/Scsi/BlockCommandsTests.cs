@@ -408,6 +408,17 @@ public sealed class BlockCommandsTests : IDisposable
 
     // ---- WRITE SAME ----
 
+    [Theory]
+    [InlineData(2)]   // two blocks of Data-Out
+    [InlineData(0)]   // half a block
+    public void WriteSameWithDataOutOtherThanOneBlockIsRefusedAndWritesNothing(int blocks)
+    {
+        var data = Pattern(blocks == 0 ? Bs / 2 : blocks * Bs, 23);
+        Out(_a, Cdb.Rw10(OperationCode.WriteSame10, 700, 4), data).AssertCheck(SenseCode.InvalidFieldInCdb);
+        Out(_a, Cdb.Rw16(OperationCode.WriteSame16, 700, 4), data).AssertCheck(SenseCode.InvalidFieldInCdb);
+        Assert.Equal(new byte[4 * Bs], ReadBlocks(_b, 700, 4));
+    }
+
     [Fact]
     public void WriteSameRepeatsTheBlock()
     {
@@ -591,7 +602,10 @@ public sealed class BlockCommandsTests : IDisposable
         var p = v.AddPath("pb-a", Nexus("iqn.2024-01.test:a", 1));
         var r16 = In(p, Cdb.ServiceActionIn16(OperationCode.ServiceActionReadCapacity16, 0, 32), 32);
         r16.AssertGood();
-        Assert.Equal(exponent, r16.DataIn[13] & 0x0F); // LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT
+        Assert.Equal(exponent, BlockLimitsOf.LogicalBlocksPerPhysicalBlockExponent(v));
+        // Not reported yet (see BlockCommands' READ CAPACITY(16)): libiscsi's GET LBA STATUS
+        // UnmapSingle fails with 4 KiB physical blocks; until that is understood, claim nothing.
+        Assert.Equal(0, r16.DataIn[13] & 0x0F);
         Assert.Equal(0, r16.DataIn[14] & 0x3F);
     }
 
