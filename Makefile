@@ -36,8 +36,10 @@ publish-aot-prof:
 	AOT_OUT=out/aot-prof AOT_SYMBOLS=1 CONFIGURATION=$(CONFIGURATION) RID=$(RID) DOTNET=$(DOTNET) scripts/publish-aot.sh
 
 # All in-process tests (ring simulator, command set, reservations, control plane).
+# The RBD tests start a one-node Ceph (scripts/ceph/start.sh); it is stopped by its PIDs afterwards.
 test:
-	$(DOTNET) test TcmuSharedVolume.sln -c $(CONFIGURATION) --logger "console;verbosity=normal"
+	$(DOTNET) test TcmuSharedVolume.sln -c $(CONFIGURATION) --logger "console;verbosity=normal"; \
+		rc=$$?; WIPE=1 scripts/ceph/stop.sh; exit $$rc
 
 # Tests against a real kernel in the QEMU VM (scripts/vm).
 e2e: publish package
