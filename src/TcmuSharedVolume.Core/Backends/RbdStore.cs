@@ -178,23 +178,10 @@ public sealed unsafe class RbdStore : IBackingStore
         finally { Exit(); }
     }
 
-    public void Read(Span<byte> destination, long offset)
-    {
-        fixed (byte* p = destination)
-        {
-            var v = new IoVec((nint)p, destination.Length);
-            Read(new ReadOnlySpan<IoVec>(&v, 1), offset);
-        }
-    }
+    public void Read(Span<byte> destination, long offset) => OneBuffer.Read(this, destination, offset);
 
-    public void Write(ReadOnlySpan<byte> source, long offset, bool forceUnitAccess)
-    {
-        fixed (byte* p = source)
-        {
-            var v = new IoVec((nint)p, source.Length);
-            Write(new ReadOnlySpan<IoVec>(&v, 1), offset, forceUnitAccess);
-        }
-    }
+    public void Write(ReadOnlySpan<byte> source, long offset, bool forceUnitAccess) =>
+        OneBuffer.Write(this, source, offset, forceUnitAccess);
 
     public void Flush()
     {
