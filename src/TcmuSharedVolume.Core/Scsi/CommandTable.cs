@@ -307,18 +307,21 @@ internal static unsafe class CommandTable
         if ((route.Flags & CommandFlags.ReservationCommand) == 0 && !PrimaryCommands.CheckCdb(command, route.CdbLength))
             return;
         var cdb = new CdbReader(command.Cdb);
-        var handler = route.Handler;
+        var handler = HandlerOf(route, cdb[1] & 0x1F);
         if (handler == null)
         {
-            handler = ByServiceAction[route.Slot * ServiceActionSlots + (cdb[1] & 0x1F)];
-            if (handler == null)
-            {
-                PrimaryCommands.Invalid(command, 1, 4);
-                return;
-            }
+            PrimaryCommands.Invalid(command, 1, 4); // a service action not implemented
+            return;
         }
         handler(path, command, cdb);
     }
+
+    private static delegate*<VolumePath, ScsiCommand, CdbReader, void> HandlerOf(in Route route, int serviceAction) =>
+        route.Handler != null || route.CdbLength == 0 ? route.Handler : ByServiceAction[route.Slot * ServiceActionSlots + serviceAction];
+
+    /// <summary>Tests: the address of the handler a CDB with this opcode and service action
+    /// (byte 1 bits 4-0) reaches; 0 when none.</summary>
+    internal static nint HandlerAddressOf(byte op, int serviceAction) => (nint)HandlerOf(Routes[op], serviceAction & 0x1F);
 
     public static bool IsReservationCommand(byte op) => (Routes[op].Flags & CommandFlags.ReservationCommand) != 0;
 }
