@@ -198,8 +198,9 @@ internal static unsafe class CommandTable
         // the only safe answer.
     ];
 
-    /// <summary>The rows REPORT SUPPORTED OPERATION CODES lists, in table order.</summary>
-    public static readonly Command[] Reported = Array.FindAll(Entries, e => e.IsReported);
+    /// <summary>The rows REPORT SUPPORTED OPERATION CODES lists, by opcode and service action.</summary>
+    public static readonly Command[] Reported =
+        [.. Entries.Where(e => e.IsReported).OrderBy(e => e.Op).ThenBy(e => e.ServiceAction)];
 
     private static Command Cmd(byte op, string name, delegate*<VolumePath, ScsiCommand, CdbReader, void> handler, byte[] usage,
         AccessClass access, CommandFlags flags = CommandFlags.None, ushort timeout = T) =>

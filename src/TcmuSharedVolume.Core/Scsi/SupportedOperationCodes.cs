@@ -10,7 +10,7 @@ namespace TcmuSharedVolume.Scsi;
 /// </summary>
 internal static class SupportedOperationCodes
 {
-    /// <summary>The reported rows of <see cref="CommandTable"/>, in its order.</summary>
+    /// <summary>The reported rows of <see cref="CommandTable"/>, by opcode and service action.</summary>
     public static ReadOnlySpan<Command> All => CommandTable.Reported;
 
     /// <summary>Whether this volume really supports the entry (UNMAP needs a store that deallocates).</summary>

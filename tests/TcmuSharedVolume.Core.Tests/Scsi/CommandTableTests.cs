@@ -147,7 +147,9 @@ public sealed unsafe class CommandTableTests : IDisposable
     {
         var path = unmap ? _a
             : _f.CreateVolume(name: "thick", wrap: s => new FaultStore(s) { Unmappable = false }).AddPath("t", null);
-        var expected = Rows.Where(e => e.IsReported && (unmap || !e.Has(CommandFlags.NeedsUnmap))).ToArray();
+        // Every reported row, by opcode and then service action.
+        var expected = Rows.Where(e => e.IsReported && (unmap || !e.Has(CommandFlags.NeedsUnmap)))
+            .OrderBy(e => e.Op).ThenBy(e => e.ServiceAction).ToArray();
         var d = In(path, Cdb.Rsoc(0, rctd: true), 8192).DataIn;
         Assert.Equal(d.Length - 4, (int)BinaryPrimitives.ReadUInt32BigEndian(d));
         int at = 4, i = 0;
