@@ -19,8 +19,7 @@ public static class PrimaryCommands
     // ---- the handlers of CommandTable's rows: the CDB is checked for length and NACA ----
 
     internal static void TestUnitReady(VolumePath path, ScsiCommand command, CdbReader cdb) => command.Good();
-    internal static void RequestSense(VolumePath path, ScsiCommand command, CdbReader cdb) => RequestSenseData(path, command, cdb);
-    internal static void Inquiry(VolumePath path, ScsiCommand command, CdbReader cdb) => InquiryData(path, command, cdb);
+    // INQUIRY and REQUEST SENSE have this signature themselves (below).
     internal static void ModeSense6(VolumePath path, ScsiCommand command, CdbReader cdb) => ModeSense(path.Volume, command, cdb, ten: false);
     internal static void ModeSense10(VolumePath path, ScsiCommand command, CdbReader cdb) => ModeSense(path.Volume, command, cdb, ten: true);
     internal static void ModeSelect6(VolumePath path, ScsiCommand command, CdbReader cdb) => ModeSelect(path, command, cdb, ten: false);
@@ -71,7 +70,7 @@ public static class PrimaryCommands
 
     // ---- INQUIRY (SPC-4 6.6) ----
 
-    private static void InquiryData(VolumePath path, ScsiCommand command, CdbReader cdb)
+    internal static void Inquiry(VolumePath path, ScsiCommand command, CdbReader cdb)
     {
         bool evpd = cdb.Bit(1, 0);
         byte page = cdb[2];
@@ -106,7 +105,7 @@ public static class PrimaryCommands
 
     // ---- REQUEST SENSE (SPC-4 6.39) ----
 
-    private static void RequestSenseData(VolumePath path, ScsiCommand command, CdbReader cdb)
+    internal static void RequestSense(VolumePath path, ScsiCommand command, CdbReader cdb)
     {
         // Sense of a failed command is always delivered with its CHECK CONDITION (autosense),
         // so the only sense that can be pending here is a unit attention. The dispatcher does
