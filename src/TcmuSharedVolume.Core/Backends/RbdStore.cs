@@ -24,6 +24,13 @@ public sealed unsafe class RbdStore : IBackingStore
     public const int ETIMEDOUT = 110;
     private const int EINVAL = 22;
     private const int EIO = 5;
+    private const int EILSEQ = 84;
+
+    /// <summary>
+    /// What rbd_aio_compare_and_write accepts in Pacific (16.2.15, measured): exactly one
+    /// 512-byte sector at a 512-aligned offset; anything longer or unaligned is -EINVAL.
+    /// </summary>
+    public const int CompareAndWriteBytes = 512;
 
     /// <summary>
     /// UNMAP granularity: librbd's own default rbd_discard_granularity_bytes. Smaller discards
@@ -125,6 +132,46 @@ public sealed unsafe class RbdStore : IBackingStore
             }
             finally { Exit(); }
         }
+    }
+
+    /// <summary>In the OSD, so atomic against every host's writes (see <see cref="CompareAndWriteBytes"/>).</summary>
+    public int AtomicCompareAndWriteBytes => CompareAndWriteBytes;
+
+    /// <summary>rbd_aio_compare_and_write: a miscompare is -EILSEQ with the offset of the first differing byte in the request.</summary>
+    public long CompareAndWrite(ReadOnlySpan<byte> compare, ReadOnlySpan<byte> write, long offset, bool forceUnitAccess)
+    {
+        if (compare.Length != CompareAndWriteBytes || write.Length != CompareAndWriteBytes || offset % CompareAndWriteBytes != 0)
+            throw new BackingStoreException($"rbd compare and write on {Location}: {compare.Length}+{write.Length} bytes at {offset}; librbd takes exactly one aligned {CompareAndWriteBytes}-byte sector", EINVAL);
+        CheckRange(offset, CompareAndWriteBytes);
+        Enter();
+        try
+        {
+            var waiter = Waiter.ForThisThread;
+            nint c = waiter.NewCompletion();
+            ulong mismatch = 0;
+            long r;
+            // The buffers and the mismatch offset stay pinned until the completion has run.
+            fixed (byte* cmp = compare)
+            fixed (byte* w = write)
+            {
+                nint issued = LibRbd.rbd_aio_compare_and_write(_image, (ulong)offset, CompareAndWriteBytes, cmp, w, c, &mismatch,
+                    forceUnitAccess ? LibRados.LIBRADOS_OP_FLAG_FADVISE_FUA : 0);
+                if (issued < 0)
+                {
+                    LibRbd.rbd_aio_release(c);
+                    throw Error("compare and write", (int)-issued);
+                }
+                r = waiter.Wait();
+            }
+            if (r == -EILSEQ)
+            {
+                // librbd gives the offset from the start of the request (measured on 16.2.15).
+                return mismatch < CompareAndWriteBytes ? (long)mismatch : 0;
+            }
+            if (r < 0) throw Error("compare and write", (int)-r);
+            return -1;
+        }
+        finally { Exit(); }
     }
 
     public void Read(ReadOnlySpan<IoVec> destination, long offset)
