@@ -48,8 +48,11 @@ public sealed unsafe class RbdStore : IBackingStore
     private long _size;
     private readonly long _objectSize;
     private int _inFlight;
-    private int _closed;
+    private int _status;
+    private const int Serving = 0, Closed = 1, Rejoining = 2;
+    private int _blocklistReported;
     private readonly Lock _resizeLock = new();
+    private readonly Lock _reconnectLock = new();
 
     private RbdStore(RbdLocation location, nint cluster, nint ioctx, nint image, long size, long objectSize)
     {
@@ -87,21 +90,10 @@ public sealed unsafe class RbdStore : IBackingStore
     public static RbdStore Open(RbdLocation location)
     {
         nint cluster = 0, ioctx = 0, image = 0;
-        string where = $"RBD image {location.Pool}/{location.Image}";
         try
         {
-            Check(LibRados.rados_create2(&cluster, RbdLocation.ClusterName, "client." + location.ClientId, 0), $"create a Ceph client client.{location.ClientId}");
-            Check(LibRados.rados_conf_read_file(cluster, location.CephConf), $"read {location.CephConf ?? "the default ceph.conf"}");
-            // A target acknowledges a write only when the OSDs have it (see the class remarks).
-            Check(LibRados.rados_conf_set(cluster, "rbd_cache", "false"), "set rbd_cache=false");
-            // librbd skips discards of part of an object by default; UNMAP must zero them so that
-            // LBPRZ holds (SBC-3 4.7.4.4: a deallocated block reads as zeroes).
-            Check(LibRados.rados_conf_set(cluster, "rbd_skip_partial_discard", "false"), "set rbd_skip_partial_discard=false");
-            Check(LibRados.rados_connect(cluster), $"connect to the Ceph cluster of {location.CephConf ?? "the default ceph.conf"} as client.{location.ClientId}");
-            Check(LibRados.rados_ioctx_create(cluster, location.Pool, &ioctx), $"open pool {location.Pool}");
-            Check(LibRbd.rbd_open(ioctx, location.Image, &image, null), $"open {where}");
-            RbdImageInfo info;
-            Check(LibRbd.rbd_stat(image, &info, (nuint)sizeof(RbdImageInfo)), $"stat {where}");
+            Connect(location, &cluster, &ioctx);
+            var info = OpenImage(location, ioctx, &image);
             return new RbdStore(location, cluster, ioctx, image, (long)info.Size, (long)info.ObjectSize);
         }
         catch
@@ -109,10 +101,95 @@ public sealed unsafe class RbdStore : IBackingStore
             Close(cluster, ioctx, image);
             throw;
         }
+    }
 
-        static void Check(int r, string what)
+    /// <summary>A client of the cluster and an I/O context on the image's pool; on failure the caller closes what was made.</summary>
+    private static void Connect(RbdLocation location, nint* cluster, nint* ioctx)
+    {
+        Check(LibRados.rados_create2(cluster, RbdLocation.ClusterName, "client." + location.ClientId, 0), $"create a Ceph client client.{location.ClientId}");
+        Check(LibRados.rados_conf_read_file(*cluster, location.CephConf), $"read {location.CephConf ?? "the default ceph.conf"}");
+        // A target acknowledges a write only when the OSDs have it (see the class remarks).
+        Check(LibRados.rados_conf_set(*cluster, "rbd_cache", "false"), "set rbd_cache=false");
+        // librbd skips discards of part of an object by default; UNMAP must zero them so that
+        // LBPRZ holds (SBC-3 4.7.4.4: a deallocated block reads as zeroes).
+        Check(LibRados.rados_conf_set(*cluster, "rbd_skip_partial_discard", "false"), "set rbd_skip_partial_discard=false");
+        Check(LibRados.rados_connect(*cluster), $"connect to the Ceph cluster of {location.CephConf ?? "the default ceph.conf"} as client.{location.ClientId}");
+        Check(LibRados.rados_ioctx_create(*cluster, location.Pool, ioctx), $"open pool {location.Pool}");
+    }
+
+    private static RbdImageInfo OpenImage(RbdLocation location, nint ioctx, nint* image)
+    {
+        string where = $"RBD image {location.Pool}/{location.Image}";
+        Check(LibRbd.rbd_open(ioctx, location.Image, image, null), $"open {where}");
+        RbdImageInfo info;
+        Check(LibRbd.rbd_stat(*image, &info, (nuint)sizeof(RbdImageInfo)), $"stat {where}");
+        return info;
+    }
+
+    private static void Check(int r, string what)
+    {
+        if (r < 0) throw new BackingStoreException($"cannot {what}: {Describe(-r)}", -r);
+    }
+
+    /// <summary>
+    /// Raised (once per client connection, on the thread that saw it) when the cluster refused
+    /// an operation with -ESHUTDOWN: this client is blocklisted, every further operation fails
+    /// until <see cref="Reconnect"/>.
+    /// </summary>
+    public event Action? Blocklisted;
+
+    /// <summary>A call with this store's client and I/O context, which stay valid until it returns.</summary>
+    public delegate T RadosCall<T>(nint cluster, nint ioctx);
+
+    /// <summary>
+    /// Runs <paramref name="call"/> on this store's RADOS client (the same client as the data
+    /// path, so that blocklisting it fences both). Throws <see cref="BackingStoreException"/>
+    /// with ESHUTDOWN while the store rejoins.
+    /// </summary>
+    public T Rados<T>(RadosCall<T> call)
+    {
+        Enter();
+        try { return call(_cluster, _ioctx); }
+        finally { Exit(); }
+    }
+
+    /// <summary>Reports -ESHUTDOWN from a call made through <see cref="Rados{T}"/>.</summary>
+    public void ReportBlocklisted()
+    {
+        if (Interlocked.Exchange(ref _blocklistReported, 1) == 0) Blocklisted?.Invoke();
+    }
+
+    /// <summary>
+    /// After this client was blocklisted: stops serving (every request fails with ESHUTDOWN,
+    /// NOT READY on the paths), waits for the requests in flight, builds a new client, runs
+    /// <paramref name="beforeServing"/> with it (re-read the reservation table, watch again),
+    /// then opens the image again and serves. On failure the store stays stopped; call again.
+    /// </summary>
+    public void Reconnect(RadosCall<bool> beforeServing)
+    {
+        lock (_reconnectLock)
         {
-            if (r < 0) throw new BackingStoreException($"cannot {what}: {Describe(-r)}", -r);
+            if (Interlocked.CompareExchange(ref _status, Rejoining, Serving) == Closed)
+                throw new ObjectDisposedException(nameof(RbdStore));
+            var spin = new SpinWait();
+            while (Volatile.Read(ref _inFlight) != 0) spin.SpinOnce();
+            Close(_cluster, _ioctx, _image);
+            _image = _ioctx = _cluster = 0;
+            nint cluster = 0, ioctx = 0, image = 0;
+            try
+            {
+                Connect(Location, &cluster, &ioctx);
+                beforeServing(cluster, ioctx);
+                OpenImage(Location, ioctx, &image);
+            }
+            catch
+            {
+                Close(cluster, ioctx, image);
+                throw;
+            }
+            (_cluster, _ioctx, _image) = (cluster, ioctx, image);
+            Volatile.Write(ref _blocklistReported, 0);
+            Volatile.Write(ref _status, Serving);
         }
     }
 
@@ -388,8 +465,11 @@ public sealed unsafe class RbdStore : IBackingStore
         return r;
     }
 
-    private BackingStoreException Error(string what, int errno) =>
-        new($"rbd {what} on {Location}: {Describe(errno)}", errno);
+    private BackingStoreException Error(string what, int errno)
+    {
+        if (errno == ESHUTDOWN) ReportBlocklisted();
+        return new($"rbd {what} on {Location}: {Describe(errno)}", errno);
+    }
 
     /// <summary>strerror, and what -ESHUTDOWN means from librbd: the cluster fenced this client.</summary>
     public static string Describe(int errno) => errno switch
@@ -418,10 +498,13 @@ public sealed unsafe class RbdStore : IBackingStore
     private void Enter()
     {
         Interlocked.Increment(ref _inFlight);
-        if (Volatile.Read(ref _closed) != 0)
+        int status = Volatile.Read(ref _status);
+        if (status != Serving)
         {
             Interlocked.Decrement(ref _inFlight);
-            throw new ObjectDisposedException(nameof(RbdStore));
+            throw status == Closed
+                ? new ObjectDisposedException(nameof(RbdStore))
+                : new BackingStoreException($"rbd on {Location}: {Describe(ESHUTDOWN)}; rejoining", ESHUTDOWN);
         }
     }
 
@@ -430,11 +513,14 @@ public sealed unsafe class RbdStore : IBackingStore
 
     public void Dispose()
     {
-        if (Interlocked.Exchange(ref _closed, 1) != 0) return;
-        var spin = new SpinWait();
-        while (Volatile.Read(ref _inFlight) != 0) spin.SpinOnce();
-        Close(_cluster, _ioctx, _image);
-        _image = _ioctx = _cluster = 0;
+        lock (_reconnectLock)
+        {
+            if (Interlocked.Exchange(ref _status, Closed) == Closed) return;
+            var spin = new SpinWait();
+            while (Volatile.Read(ref _inFlight) != 0) spin.SpinOnce();
+            Close(_cluster, _ioctx, _image);
+            _image = _ioctx = _cluster = 0;
+        }
     }
 
     /// <summary>In the order librbd and librados need: the image, its I/O context, then the cluster.</summary>

@@ -310,7 +310,7 @@ public sealed class FileReservationStore : IReservationStore
         return ~crc;
     }
 
-    private sealed class ArrayBufferWriterLite
+    internal sealed class ArrayBufferWriterLite
     {
         private readonly MemoryStream _ms = new();
         public ReadOnlySpan<byte> Written => _ms.GetBuffer().AsSpan(0, (int)_ms.Length);
@@ -328,7 +328,7 @@ public sealed class FileReservationStore : IReservationStore
     }
 
     /// <summary>Bounds-checked reader; running off the end throws ArgumentOutOfRangeException.</summary>
-    private ref struct PayloadReader(ReadOnlySpan<byte> data)
+    internal ref struct PayloadReader(ReadOnlySpan<byte> data)
     {
         private ReadOnlySpan<byte> _rest = data;
         public readonly bool End => _rest.IsEmpty;

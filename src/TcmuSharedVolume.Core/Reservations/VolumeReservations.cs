@@ -12,7 +12,7 @@ namespace TcmuSharedVolume.Reservations;
 /// takes no lock and allocates nothing. The rules are those of docs/reservations.md (§1–§14),
 /// not LIO's where the two differ.
 /// </summary>
-public sealed class VolumeReservations
+public sealed partial class VolumeReservations
 {
     /// <summary>Pending unit attentions kept per nexus; the oldest is dropped beyond this.</summary>
     public const int MaxUnitAttentionsPerNexus = 8;
@@ -274,6 +274,11 @@ public sealed class VolumeReservations
     /// <exception cref="IOException">The cleared state could not be persisted; nothing changed.</exception>
     public void AdministrativeClear()
     {
+        if (_cluster is not null)
+        {
+            ClusterAdministrativeClear();
+            return;
+        }
         lock (_prLock)
         {
             var s = _state;
@@ -422,6 +427,11 @@ public sealed class VolumeReservations
         if (issuer is null)
         {
             command.CheckCondition(UnboundPathSense);
+            return;
+        }
+        if (_cluster is not null)
+        {
+            ClusterPersistentReserveOut(issuer, command);
             return;
         }
 
@@ -798,6 +808,11 @@ public sealed class VolumeReservations
         if (issuer is null)
         {
             command.CheckCondition(UnboundPathSense);
+            return;
+        }
+        if (_cluster is not null)
+        {
+            Spc2NotInCluster(command);
             return;
         }
         // RESERVE(10)/RELEASE(10) third-party reservations (3RDPTY, byte 1 bit 4) are not supported.
