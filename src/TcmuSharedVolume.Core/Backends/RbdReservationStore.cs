@@ -5,6 +5,7 @@ using System.Text;
 using TcmuSharedVolume.Diagnostics;
 using TcmuSharedVolume.Interop;
 using TcmuSharedVolume.Reservations;
+using TcmuSharedVolume.Volumes;
 
 namespace TcmuSharedVolume.Backends;
 
@@ -31,6 +32,9 @@ public sealed unsafe class RbdReservationStore : IClusterReservationStore
     public const string ObjectPrefix = "tsv.pr.";
     private const string VersionXattr = "tsv.version";
     private const string HostXattrPrefix = "tsv.host.";
+
+    /// <summary>Image metadata key and table object xattr of the volume's identity: "&lt;serial&gt; &lt;NAA, 16 hex digits&gt;".</summary>
+    public const string IdentityKey = "tsv.identity";
     private const int ENOENT = 2, EEXIST = 17, ETIMEDOUT = 110, ECANCELED = 125;
 
     private readonly RbdStore _rbd;
@@ -83,6 +87,46 @@ public sealed unsafe class RbdReservationStore : IClusterReservationStore
     internal Action? BeforeApply { get; set; }
     internal Action? BeforeCommit { get; set; }
 
+    /// <summary>
+    /// The volume's identity, the same on every host (docs/architecture.md §5): kept in the
+    /// image's metadata (<see cref="IdentityKey"/>). The first host to serve the image makes it
+    /// from <paramref name="candidate"/>, race-free: the exclusive create of the table object
+    /// carries it, so of hosts starting at once exactly one candidate wins, and every host then
+    /// writes the winner into the metadata (the same value, whoever is last).
+    /// </summary>
+    public static VolumeIdentity EstablishIdentity(RbdStore rbd, VolumeIdentity candidate)
+    {
+        if (rbd.GetMetadata(IdentityKey) is { } kept) return ParseIdentity(kept, $"image metadata {IdentityKey}");
+        string oid = ObjectName(rbd.Location.Image);
+        string winner = rbd.Rados((_, ioctx) =>
+        {
+            EnsureExists(ioctx, oid, candidate);
+            var buffer = new byte[256];
+            int n;
+            fixed (byte* b = buffer)
+                n = LibRados.rados_getxattr(ioctx, oid, IdentityKey, b, (nuint)buffer.Length);
+            if (n < 0) throw new ReservationStoreException($"cannot read {IdentityKey} of {oid}: {RbdStore.Describe(-n)}");
+            return Encoding.ASCII.GetString(buffer, 0, n);
+        });
+        var identity = ParseIdentity(winner, $"{oid} xattr {IdentityKey}");
+        rbd.SetMetadata(IdentityKey, winner);
+        return identity;
+    }
+
+    private static string FormatIdentity(VolumeIdentity id) => $"{id.UnitSerial} {id.NaaLocallyAssigned:x16}";
+
+    private static VolumeIdentity ParseIdentity(string text, string where)
+    {
+        var parts = text.Split(' ');
+        try
+        {
+            if (parts.Length == 2 && ulong.TryParse(parts[1], System.Globalization.NumberStyles.HexNumber, null, out ulong naa))
+                return new VolumeIdentity(parts[0], naa);
+        }
+        catch (ArgumentException) { }
+        throw new ReservationStoreException($"{where} is \"{text}\", not \"<serial> <NAA 3h designator in hex>\"");
+    }
+
     public ClusterTable Join(Func<ClusterTable, bool> apply)
     {
         if (_apply is not null) throw new InvalidOperationException("already joined");
@@ -95,7 +139,7 @@ public sealed unsafe class RbdReservationStore : IClusterReservationStore
     /// <summary>Watch first, then read: a change committed in between is then both read and notified (and applied once, by version).</summary>
     private ClusterTable Attach(nint cluster, nint ioctx)
     {
-        EnsureExists(ioctx);
+        EnsureExists(ioctx, _oid, VolumeIdentity.NewRandom(Guid.NewGuid()));
         ulong cookie;
         Check(LibRados.rados_watch2(ioctx, _oid, &cookie, &OnNotify, &OnWatchError, GCHandle.ToIntPtr(_self)), "watch");
         _cookie = cookie;
@@ -113,24 +157,31 @@ public sealed unsafe class RbdReservationStore : IClusterReservationStore
         return Read(ioctx);
     }
 
-    /// <summary>The empty table at version 0, made by whichever host comes first (exclusive create).</summary>
-    private void EnsureExists(nint ioctx)
+    /// <summary>
+    /// The empty table at version 0, made by whichever host comes first (exclusive create), with
+    /// the volume's identity (<paramref name="identity"/> if this host is first).
+    /// </summary>
+    private static void EnsureExists(nint ioctx, string oid, VolumeIdentity identity)
     {
         var data = ClusterTableCodec.Encode(ClusterTable.Initial, 0);
         var version = VersionText(0);
+        var id = Encoding.ASCII.GetBytes(FormatIdentity(identity));
         nint op = LibRados.rados_create_write_op();
         try
         {
             LibRados.rados_write_op_create(op, LibRados.LIBRADOS_CREATE_EXCLUSIVE, null);
             int r;
             fixed (byte* v = version)
+            fixed (byte* i = id)
             fixed (byte* d = data)
             {
                 LibRados.rados_write_op_setxattr(op, VersionXattr, v, (nuint)version.Length);
+                LibRados.rados_write_op_setxattr(op, IdentityKey, i, (nuint)id.Length);
                 LibRados.rados_write_op_write_full(op, d, (nuint)data.Length);
-                r = LibRados.rados_write_op_operate(op, ioctx, _oid, null, 0);
+                r = LibRados.rados_write_op_operate(op, ioctx, oid, null, 0);
             }
-            if (r != -EEXIST) Check(r, "create");
+            if (r != -EEXIST && r < 0)
+                throw new ReservationStoreException($"cannot create the shared reservation table {oid}: {RbdStore.Describe(-r)}");
         }
         finally { LibRados.rados_release_write_op(op); }
     }
@@ -146,7 +197,7 @@ public sealed unsafe class RbdReservationStore : IClusterReservationStore
                 n = LibRados.rados_read(ioctx, _oid, b, (nuint)size, 0);
             if (n == -ENOENT)
             {
-                EnsureExists(ioctx);
+                EnsureExists(ioctx, _oid, VolumeIdentity.NewRandom(Guid.NewGuid()));
                 continue;
             }
             Check(n, "read");

@@ -251,6 +251,44 @@ public sealed unsafe class RbdStore : IBackingStore
         finally { Exit(); }
     }
 
+    /// <summary>The image's metadata value for <paramref name="key"/> (rbd image-meta), or null if it has none.</summary>
+    public string? GetMetadata(string key)
+    {
+        Enter();
+        try
+        {
+            for (nuint size = 256; ; )
+            {
+                var buffer = new byte[size];
+                nuint length = size;
+                int r;
+                fixed (byte* b = buffer)
+                    r = LibRbd.rbd_metadata_get(_image, key, b, &length);
+                if (r == -2 /* ENOENT */) return null;
+                if (r == -34 /* ERANGE */ && length > size)
+                {
+                    size = length;
+                    continue;
+                }
+                if (r < 0) throw Error($"get metadata {key}", -r);
+                int n = Array.IndexOf(buffer, (byte)0);
+                return System.Text.Encoding.UTF8.GetString(buffer, 0, n < 0 ? (int)Math.Min(length, size) : n);
+            }
+        }
+        finally { Exit(); }
+    }
+
+    public void SetMetadata(string key, string value)
+    {
+        Enter();
+        try
+        {
+            int r = LibRbd.rbd_metadata_set(_image, key, value);
+            if (r < 0) throw Error($"set metadata {key}", -r);
+        }
+        finally { Exit(); }
+    }
+
     public void Read(ReadOnlySpan<IoVec> destination, long offset)
     {
         long length = TotalLength(destination);
