@@ -263,7 +263,7 @@ public sealed class DeviceManager : IDisposable
     /// An RBD image is one volume per pool/image name on this host, and may be served by other
     /// hosts at the same time: its identity is kept in the image's metadata (made once by the
     /// first host, from serial= if given) and its reservation table is the shared one in RADOS
-    /// (docs/reservations.md §16), never a file of this host.
+    /// (docs/reservations.md §18), never a file of this host.
     /// </summary>
     private Volume GetOrOpenRbdVolume(VolumeConfig config, int blockSize)
     {

@@ -12,7 +12,7 @@ namespace TcmuSharedVolume.Backends;
 /// <summary>
 /// The reservation table of an RBD volume that several target hosts serve, in one RADOS object
 /// beside the image (<c>tsv.pr.&lt;image&gt;</c> in its pool), with the protocol of
-/// docs/reservations.md §16:
+/// docs/reservations.md §18:
 /// <list type="bullet">
 /// <item>the object's data is the table (<see cref="ClusterTableCodec"/>), its xattr
 /// <c>tsv.version</c> the version; a commit is one write op guarded by cmpxattr on the version

@@ -5,7 +5,7 @@ namespace TcmuSharedVolume.Reservations;
 
 /// <summary>
 /// What each host must do about a committed change besides loading the new table
-/// (docs/reservations.md §16): the unit attentions it raised, and the nexuses whose commands
+/// (docs/reservations.md §18): the unit attentions it raised, and the nexuses whose commands
 /// must be drained before the host acknowledges (PREEMPT AND ABORT).
 /// </summary>
 public sealed record ReservationChange(

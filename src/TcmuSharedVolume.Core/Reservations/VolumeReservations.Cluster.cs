@@ -4,7 +4,7 @@ using TcmuSharedVolume.Scsi;
 namespace TcmuSharedVolume.Reservations;
 
 /// <summary>
-/// One table for a volume that several target hosts serve (docs/reservations.md §16). The rules
+/// One table for a volume that several target hosts serve (docs/reservations.md §18). The rules
 /// are the same pure decisions; what differs is the commit: a guarded write of the shared table
 /// (a lost race loads the newer table and decides again), then every other host applies the
 /// change and drains before the issuer's GOOD, or it is fenced. Changes from other hosts arrive
@@ -172,7 +172,7 @@ public sealed partial class VolumeReservations
     /// them may be waiting on this host's ack at the same time): drain this host's preempted
     /// commands, then announce and wait for every other host to apply or be fenced. Every
     /// change waits, those that only add access too: the conservative choice (docs/reservations.md
-    /// §16). Returns the sense to fail with, or null for GOOD.
+    /// §18). Returns the sense to fail with, or null for GOOD.
     /// </summary>
     private SenseCode? SettleClusterChange(Effects effects, ClusterTable committed, string what)
     {

@@ -20,7 +20,7 @@ public sealed class Volume : ICommandDrain, IDisposable
         Reservations = new VolumeReservations(reservationStore, BoundNexuses, this);
 
     /// <summary>A volume that other target hosts serve too: one reservation table shared through
-    /// <paramref name="clusterStore"/> (docs/reservations.md §16), which the volume closes.</summary>
+    /// <paramref name="clusterStore"/> (docs/reservations.md §18), which the volume closes.</summary>
     public Volume(string backingPath, IBackingStore store, int blockSize, VolumeIdentity identity,
         IClusterReservationStore clusterStore)
         : this(backingPath, store, blockSize, identity)

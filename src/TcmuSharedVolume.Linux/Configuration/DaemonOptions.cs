@@ -30,7 +30,7 @@ public sealed record DaemonOptions
     /// This host's number among the target hosts that serve the same RBD volumes, 1 to
     /// <see cref="TcmuSharedVolume.Linux.Configfs.TargetConfigfs.MaxHostNumber"/>; 0 (the
     /// default) for a host that serves alone. It makes relative target port identifiers unique
-    /// across hosts (docs/reservations.md §16).
+    /// across hosts (docs/reservations.md §18).
     /// </summary>
     public int HostId { get; init; }
 
