@@ -56,10 +56,11 @@ public sealed unsafe class RbdReservationStore : IClusterReservationStore
     /// <summary>A notification to apply; null asks the worker to rejoin.</summary>
     private sealed record Notification(ulong NotifyId, ulong Cookie, byte[] Payload);
 
-    public RbdReservationStore(RbdStore rbd)
+    /// <param name="objectName">The table's object; by default <see cref="ObjectName"/> of the image.</param>
+    public RbdReservationStore(RbdStore rbd, string? objectName = null)
     {
         _rbd = rbd;
-        _oid = ObjectName(rbd.Location.Image);
+        _oid = objectName ?? ObjectName(rbd.Location.Image);
         _worker = new Thread(Work) { IsBackground = true, Name = "tsv-pr-" + rbd.Location.Image };
         rbd.Blocklisted += QueueRejoin;
     }

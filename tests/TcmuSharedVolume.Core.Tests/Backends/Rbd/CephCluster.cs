@@ -45,6 +45,9 @@ public sealed class CephCluster : IDisposable
     /// <summary>Runs <c>rbd -c conf ...</c>; fails the test with its output unless it succeeds.</summary>
     public string Rbd(params string[] args) => Tool("rbd", args);
 
+    /// <summary>Runs <c>rados -c conf ...</c>; fails the test with its output unless it succeeds.</summary>
+    public string Rados(params string[] args) => Tool("rados", args);
+
     /// <summary>Runs <c>ceph -c conf ...</c>; fails the test with its output unless it succeeds.</summary>
     public string Ceph(params string[] args) => Tool("ceph", args);
 
