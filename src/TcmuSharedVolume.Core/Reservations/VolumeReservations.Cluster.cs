@@ -41,6 +41,9 @@ public sealed partial class VolumeReservations
         lock (_prLock) LoadClusterTable(table);
     }
 
+    /// <summary>Whether the table is shared with other hosts (no SPC-2 RESERVE/RELEASE then).</summary>
+    public bool IsShared => _cluster is not null;
+
     /// <summary>The version of the shared table this host decides on; 0 for a table kept by this host alone.</summary>
     public ulong ClusterVersion
     {

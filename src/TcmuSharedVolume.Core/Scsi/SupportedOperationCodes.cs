@@ -94,8 +94,18 @@ internal static class SupportedOperationCodes
     private static Entry[] PrOut(int sa) =>
         [new(PersistentReserveOut, sa, T, [PersistentReserveOut, 0x1F, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, C])];
 
-    /// <summary>Whether this volume really supports the entry (UNMAP needs a store that deallocates).</summary>
-    public static bool IsSupported(in Entry e, Volume volume) => e.Op != Unmap || volume.Store.SupportsUnmap;
+    /// <summary>
+    /// Whether this volume really supports the entry: UNMAP needs a store that deallocates,
+    /// COMPARE AND WRITE one that can do a block atomically (VPD B0h), and SPC-2 RESERVE and
+    /// RELEASE a table of this host alone (docs/reservations.md §18).
+    /// </summary>
+    public static bool IsSupported(in Entry e, Volume volume) => e.Op switch
+    {
+        Unmap => volume.Store.SupportsUnmap,
+        CompareAndWrite => BlockLimitsOf.MaxCompareAndWriteBlocks(volume) > 0,
+        Reserve6 or Release6 or Reserve10 or Release10 => !volume.Reservations.IsShared,
+        _ => true,
+    };
 
     public static bool OpcodeHasServiceActions(byte op)
     {

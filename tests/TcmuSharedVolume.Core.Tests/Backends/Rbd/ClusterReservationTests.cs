@@ -179,6 +179,16 @@ public sealed class ClusterReservationTests : IDisposable
     }
 
     [Fact]
+    public void Spc2ReserveIsNotOfferedOnASharedTable()
+    {
+        var h1 = StartHost(1);
+        Run(h1.Path, [OperationCode.Reserve6, 0, 0, 0, 0, 0]).AssertCheck(SenseCode.InvalidCommandOperationCode);
+        var rsoc = In(h1.Path, Cdb.Rsoc(1, OperationCode.Reserve6), 64);
+        rsoc.AssertGood();
+        Assert.Equal(0x01, rsoc.DataIn[1] & 0x07); // SUPPORT 001b: not supported
+    }
+
+    [Fact]
     public void TwoHostsRacingConflictingReservesExactlyOneWins()
     {
         var hosts = new[] { StartHost(1), StartHost(2) };

@@ -64,6 +64,9 @@ public sealed class RbdCompareAndWriteTests : IDisposable
         vpd.AssertGood();
         Assert.Equal(0, vpd.DataIn[5]);
         Out(a, Cdb.CompareAndWrite(0, 1), new byte[2 * 4096]).AssertCheck(SenseCode.InvalidCommandOperationCode);
+        var rsoc = In(a, Cdb.Rsoc(1, OperationCode.CompareAndWrite), 64);
+        rsoc.AssertGood();
+        Assert.Equal(0x01, rsoc.DataIn[1] & 0x07); // SUPPORT 001b: not supported
     }
 
     [Fact]
