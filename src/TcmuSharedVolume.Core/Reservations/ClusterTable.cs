@@ -80,22 +80,17 @@ public static class ClusterTableCodec
         w.Byte((byte)r.Type);
         w.Int32(r.HolderIndex);
         w.Int32(r.Registrations.Count);
-        foreach (var reg in r.Registrations)
-        {
-            w.UInt64(reg.Key);
-            w.Byte(reg.AllTargetPorts ? (byte)1 : (byte)0);
-            Nexus(w, reg.Nexus);
-        }
+        foreach (var reg in r.Registrations) w.Registration(reg);
         w.Int32(t.Change.UnitAttentions.Count);
         foreach (var (n, code) in t.Change.UnitAttentions)
         {
-            Nexus(w, n);
+            w.Nexus(n);
             w.Byte((byte)code.Key);
             w.Byte(code.Asc);
             w.Byte(code.Ascq);
         }
         w.Int32(t.Change.Preempted.Count);
-        foreach (var n in t.Change.Preempted) Nexus(w, n);
+        foreach (var n in t.Change.Preempted) w.Nexus(n);
         return w.Written.ToArray();
     }
 
@@ -115,21 +110,16 @@ public static class ClusterTableCodec
             int holder = r.Int32();
             int count = Count(ref r);
             var regs = new Registration[count];
-            for (int i = 0; i < count; i++)
-            {
-                ulong key = r.UInt64();
-                bool allTgPt = r.Byte() != 0;
-                regs[i] = new Registration(Nexus(ref r), key, allTgPt);
-            }
+            for (int i = 0; i < count; i++) regs[i] = r.Registration();
             if (type != PersistentReservationType.None && !type.IsAllRegistrants() && (uint)holder >= (uint)count)
                 throw new ReservationStoreException($"shared reservation table version {version}: reservation {type} names registration {holder} of {count}");
             count = Count(ref r);
             var uas = new (ItNexus, SenseCode)[count];
             for (int i = 0; i < count; i++)
-                uas[i] = (Nexus(ref r), new SenseCode((SenseKey)r.Byte(), r.Byte(), r.Byte()));
+                uas[i] = (r.Nexus(), new SenseCode((SenseKey)r.Byte(), r.Byte(), r.Byte()));
             count = Count(ref r);
             var preempted = new ItNexus[count];
-            for (int i = 0; i < count; i++) preempted[i] = Nexus(ref r);
+            for (int i = 0; i < count; i++) preempted[i] = r.Nexus();
             if (!r.End) throw new ReservationStoreException($"shared reservation table version {version}: trailing bytes");
             return (new ClusterTable(version, generation, new PersistedReservations(aptpl, regs, type, holder), new ReservationChange(uas, preempted)), origin);
         }
@@ -144,26 +134,5 @@ public static class ClusterTableCodec
         int n = r.Int32();
         if (n < 0 || n > 1 << 20) throw new ArgumentOutOfRangeException(nameof(n), $"count {n}");
         return n;
-    }
-
-    private static void Nexus(FileReservationStore.ArrayBufferWriterLite w, ItNexus n)
-    {
-        w.Byte((byte)n.Initiator.Protocol);
-        w.String(n.Initiator.Name);
-        w.String(n.Initiator.Isid ?? "");
-        w.Byte((byte)n.Target.Protocol);
-        w.String(n.Target.Name);
-        w.UInt16(n.Target.RelativeTargetPortId);
-    }
-
-    private static ItNexus Nexus(ref FileReservationStore.PayloadReader r)
-    {
-        var ip = (ProtocolId)r.Byte();
-        string name = r.String();
-        string isid = r.String();
-        var tp = (ProtocolId)r.Byte();
-        string target = r.String();
-        ushort rtpi = r.UInt16();
-        return new ItNexus(new InitiatorPort(ip, name, isid.Length == 0 ? null : isid), new TargetPort(tp, target, rtpi));
     }
 }

@@ -267,9 +267,11 @@ public sealed class ClusterReservationTests : IDisposable
             r = h2.Write(0, new byte[Bs]);
         }
         while (r.Code == SenseCode.LogicalUnitNotReadyCauseNotReportable && DateTime.UtcNow < deadline);
-        // Rejoined with the new table: node2 was preempted, its writes conflict.
+        // The new table is in force on host 2 (from the late notification, or from the re-read
+        // when it rejoined): node2 was preempted, its writes conflict.
         if (r.Status == ScsiStatus.CheckCondition) Assert.Equal(SenseCode.RegistrationsPreempted, r.Code);
         h2.Write(0, new byte[Bs]).AssertStatus(ScsiStatus.ReservationConflict);
+        while (h2.Table.Rejoins == 0 && DateTime.UtcNow < deadline) Thread.Sleep(20);
         Assert.Equal(1, h2.Table.Rejoins);
         Assert.Equal([1UL], h2.ReadKeys().Keys);
         Assert.Equal(h1.Version, h2.Version);
