@@ -36,12 +36,12 @@ public sealed class ClusterReservationTests : IDisposable
     /// <summary>A target host: its own client of the cluster, its own Volume, one path (initiator node&lt;n&gt; through its port n).</summary>
     private sealed class Host : IDisposable
     {
-        public Host(CephCluster ceph, string image, int n, TimeSpan notifyTimeout)
+        public Host(CephCluster ceph, string image, int n, TimeSpan notifyTimeout, Func<IBackingStore, IBackingStore>? wrap = null)
         {
             var location = RbdLocation.Create(CephCluster.Pool, image, ceph.ConfPath);
             Store = RbdStore.Open(location);
             Table = new RbdReservationStore(Store) { NotifyTimeout = notifyTimeout, BlocklistExpireSeconds = 600 };
-            Volume = new Volume(location.Path, Store, Bs, VolumeIdentity.FromBackingPath(location.Path), Table);
+            Volume = new Volume(location.Path, wrap?.Invoke(Store) ?? Store, Bs, VolumeIdentity.FromBackingPath(location.Path), Table);
             Path = Volume.AddPath("h" + n, Nexus("iqn.2024-01.test:node" + n, (ushort)n));
         }
 
@@ -74,9 +74,9 @@ public sealed class ClusterReservationTests : IDisposable
         public void Dispose() => Volume.Dispose();
     }
 
-    private Host StartHost(int n, double notifyTimeoutSeconds = 5)
+    private Host StartHost(int n, double notifyTimeoutSeconds = 5, Func<IBackingStore, IBackingStore>? wrap = null)
     {
-        var h = new Host(_ceph, _image, n, TimeSpan.FromSeconds(notifyTimeoutSeconds));
+        var h = new Host(_ceph, _image, n, TimeSpan.FromSeconds(notifyTimeoutSeconds), wrap);
         _hosts.Add(h);
         return h;
     }
@@ -127,11 +127,30 @@ public sealed class ClusterReservationTests : IDisposable
         hosts[1].Write(0, new byte[Bs]).AssertGood();
     }
 
+    /// <summary>Writes that have passed the gate and take a while to reach Ceph (a busy host).</summary>
+    private sealed class SlowWrites(IBackingStore inner) : IBackingStore
+    {
+        private static void Delay() => Thread.Sleep(20);
+        public long SizeBytes => inner.SizeBytes;
+        public bool SupportsUnmap => inner.SupportsUnmap;
+        public bool UnmapReadsZeroes => inner.UnmapReadsZeroes;
+        public int UnmapGranularity => inner.UnmapGranularity;
+        public void Read(ReadOnlySpan<IoVec> destination, long offset) => inner.Read(destination, offset);
+        public void Read(Span<byte> destination, long offset) => inner.Read(destination, offset);
+        public void Write(ReadOnlySpan<IoVec> source, long offset, bool forceUnitAccess) { Delay(); inner.Write(source, offset, forceUnitAccess); }
+        public void Write(ReadOnlySpan<byte> source, long offset, bool forceUnitAccess) { Delay(); inner.Write(source, offset, forceUnitAccess); }
+        public void Flush() => inner.Flush();
+        public void Unmap(long offset, long length) => inner.Unmap(offset, length);
+        public void WriteZeroes(long offset, long length) => inner.WriteZeroes(offset, length);
+        public AllocationState GetAllocation(long offset, out long runLength) => inner.GetAllocation(offset, out runLength);
+        public void Dispose() => inner.Dispose();
+    }
+
     [Fact]
     public void PreemptAndAbortOnOneHostFencesTheOtherHostsNexusAndDrainsItsWrites()
     {
         var h1 = StartHost(1);
-        var h2 = StartHost(2);
+        var h2 = StartHost(2, wrap: s => new SlowWrites(s));
         h2.Register(2).AssertGood();
         h2.Reserve(2).AssertGood();
         h1.Register(1).AssertGood();
