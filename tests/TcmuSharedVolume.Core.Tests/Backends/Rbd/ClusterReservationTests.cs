@@ -127,30 +127,12 @@ public sealed class ClusterReservationTests : IDisposable
         hosts[1].Write(0, new byte[Bs]).AssertGood();
     }
 
-    /// <summary>Writes that have passed the gate and take a while to reach Ceph (a busy host).</summary>
-    private sealed class SlowWrites(IBackingStore inner) : IBackingStore
-    {
-        private static void Delay() => Thread.Sleep(20);
-        public long SizeBytes => inner.SizeBytes;
-        public bool SupportsUnmap => inner.SupportsUnmap;
-        public bool UnmapReadsZeroes => inner.UnmapReadsZeroes;
-        public int UnmapGranularity => inner.UnmapGranularity;
-        public void Read(ReadOnlySpan<IoVec> destination, long offset) => inner.Read(destination, offset);
-        public void Read(Span<byte> destination, long offset) => inner.Read(destination, offset);
-        public void Write(ReadOnlySpan<IoVec> source, long offset, bool forceUnitAccess) { Delay(); inner.Write(source, offset, forceUnitAccess); }
-        public void Write(ReadOnlySpan<byte> source, long offset, bool forceUnitAccess) { Delay(); inner.Write(source, offset, forceUnitAccess); }
-        public void Flush() => inner.Flush();
-        public void Unmap(long offset, long length) => inner.Unmap(offset, length);
-        public void WriteZeroes(long offset, long length) => inner.WriteZeroes(offset, length);
-        public AllocationState GetAllocation(long offset, out long runLength) => inner.GetAllocation(offset, out runLength);
-        public void Dispose() => inner.Dispose();
-    }
-
     [Fact]
     public void PreemptAndAbortOnOneHostFencesTheOtherHostsNexusAndDrainsItsWrites()
     {
         var h1 = StartHost(1);
-        var h2 = StartHost(2, wrap: s => new SlowWrites(s));
+        // Host 2's writes pass its gate and take a while to reach Ceph (a busy host).
+        var h2 = StartHost(2, wrap: s => new FaultStore(s) { BeforeWrite = () => Thread.Sleep(20) });
         h2.Register(2).AssertGood();
         h2.Reserve(2).AssertGood();
         h1.Register(1).AssertGood();
