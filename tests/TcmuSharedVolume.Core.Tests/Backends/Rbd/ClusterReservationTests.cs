@@ -132,7 +132,7 @@ public sealed class ClusterReservationTests : IDisposable
     {
         var h1 = StartHost(1);
         // Host 2's writes pass its gate and take a while to reach Ceph (a busy host).
-        var h2 = StartHost(2, wrap: s => new FaultStore(s) { BeforeWrite = () => Thread.Sleep(20) });
+        var h2 = StartHost(2, wrap: s => new FaultStore(s) { BeforeWrite = () => Thread.Sleep(50) });
         h2.Register(2).AssertGood();
         h2.Reserve(2).AssertGood();
         h1.Register(1).AssertGood();
@@ -152,7 +152,7 @@ public sealed class ClusterReservationTests : IDisposable
             }
         });
         writer.Start();
-        while (Volatile.Read(ref good) < 20) Thread.Sleep(1);
+        while (Volatile.Read(ref good) < 5) Thread.Sleep(1);
         h1.PreemptAndAbort(1, 2).AssertGood();
         var marker = Pattern(8 * Bs, 8);
         h1.Write(1000, marker).AssertGood(); // host 1 now holds the reservation
