@@ -81,7 +81,7 @@ public sealed class Daemon
 
         using var notify = new SdNotify(Environment.GetEnvironmentVariable("NOTIFY_SOCKET"),
             Environment.GetEnvironmentVariable("WATCHDOG_USEC"), Environment.GetEnvironmentVariable("WATCHDOG_PID"));
-        var configfs = new TargetConfigfs();
+        var configfs = new TargetConfigfs { HostNumber = _options.HostId };
         if (!configfs.IsMounted)
             Log.Warning($"{configfs.Root} is not there: load target_core_user and mount configfs; waiting for devices");
 
@@ -247,8 +247,8 @@ public sealed class Daemon
         {
             var options = _loadOptions();
             Log.Level = options.LogLevel;
-            if (options.StateDirectory != _options.StateDirectory || options.WorkerThreads != _options.WorkerThreads)
-                Log.Warning("state_directory and worker_threads take effect at the next restart");
+            if (options.StateDirectory != _options.StateDirectory || options.WorkerThreads != _options.WorkerThreads || options.HostId != _options.HostId)
+                Log.Warning("state_directory, worker_threads and host_id take effect at the next restart");
             _options = options;
             Log.Notice("configuration reloaded");
         }

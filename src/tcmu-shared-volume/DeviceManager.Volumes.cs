@@ -42,9 +42,10 @@ public sealed partial class DeviceManager
     }
 
     /// <summary>
-    /// An RBD image is one volume per pool/image name on this host. Its identity is the serial=
-    /// given, or derived from the name (a random identity kept in the image's metadata, shared by
-    /// every host, comes with the cluster reservation store).
+    /// An RBD image is one volume per pool/image name on this host, and may be served by other
+    /// hosts at the same time: its identity is kept in the image's metadata (made once by the
+    /// first host, from serial= if given) and its reservation table is the shared one in RADOS
+    /// (docs/reservations.md §18), never a file of this host.
     /// </summary>
     private Volume GetOrOpenRbdVolume(VolumeConfig config, int blockSize)
     {
@@ -55,21 +56,28 @@ public sealed partial class DeviceManager
                 Log.Warning($"{rbd.Path}: serial={s} ignored, the volume already serves as {existing.Identity.UnitSerial}");
             return existing;
         }
-        var identity = config.Serial is { } serial ? new VolumeIdentity(serial) : VolumeIdentity.FromBackingPath(rbd.Path);
-        foreach (var other in _volumes.Values)
-            if (other.Identity.UnitSerial == identity.UnitSerial)
-                throw new VolumeConflictException($"serial {identity.UnitSerial} is already the identity of {other.BackingPath}, another disk; give this volume another serial= (or none)");
-        var store = _opener.WrapStore(RbdStore.Open(rbd));
+        var image = RbdStore.Open(rbd);
+        IBackingStore? store = null;
+        RbdReservationStore? table = null;
         try
         {
-            Directory.CreateDirectory(_stateDirectory);
-            var volume = new Volume(rbd.Path, store, blockSize, identity, new FileReservationStore(_stateDirectory, identity.UnitSerial));
+            var candidate = config.Serial is { } serial ? new VolumeIdentity(serial) : VolumeIdentity.NewRandom(Guid.NewGuid());
+            var identity = RbdReservationStore.EstablishIdentity(image, candidate);
+            if (config.Serial is { } given && given != identity.UnitSerial)
+                Log.Warning($"{rbd.Path}: serial={given} ignored, the image's metadata names it {identity.UnitSerial} on every host");
+            foreach (var other in _volumes.Values)
+                if (other.Identity.UnitSerial == identity.UnitSerial)
+                    throw new VolumeConflictException($"serial {identity.UnitSerial} is already the identity of {other.BackingPath}, another disk (a copied image keeps its {RbdReservationStore.IdentityKey} metadata: remove it from the copy)");
+            store = _opener.WrapStore(image);
+            table = new RbdReservationStore(image);
+            var volume = new Volume(rbd.Path, store, blockSize, identity, table);
             lock (_volumes) _volumes[rbd.Path] = volume;
             return volume;
         }
         catch
         {
-            store.Dispose();
+            table?.Dispose();
+            (store ?? image).Dispose();
             throw;
         }
     }

@@ -36,6 +36,22 @@ public interface IBackingStore : IDisposable
     /// </summary>
     int PhysicalBlockSize => 0;
 
+    /// <summary>
+    /// The most bytes that <see cref="CompareAndWrite"/> compares and writes atomically in the
+    /// store itself, or 0 when the store has no such operation: the volume then reads, compares
+    /// and writes under its own write lock, which orders this host's writes only. A store that
+    /// other hosts write too (RBD) must do it itself, and COMPARE AND WRITE is then limited to it.
+    /// </summary>
+    int AtomicCompareAndWriteBytes => 0;
+
+    /// <summary>
+    /// Atomically (against every writer of the store, on any host): writes <paramref name="write"/>
+    /// at <paramref name="offset"/> if the store holds <paramref name="compare"/> there. Returns -1
+    /// when written, else the offset of the first differing byte from <paramref name="offset"/>.
+    /// </summary>
+    long CompareAndWrite(ReadOnlySpan<byte> compare, ReadOnlySpan<byte> write, long offset, bool forceUnitAccess) =>
+        throw new BackingStoreException("this backing store has no atomic compare and write", 95);
+
     void Read(ReadOnlySpan<IoVec> destination, long offset);
     void Write(ReadOnlySpan<IoVec> source, long offset, bool forceUnitAccess);
     void Read(Span<byte> destination, long offset);

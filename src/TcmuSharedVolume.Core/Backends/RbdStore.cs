@@ -24,6 +24,13 @@ public sealed unsafe class RbdStore : IBackingStore
     public const int ETIMEDOUT = 110;
     private const int EINVAL = 22;
     private const int EIO = 5;
+    private const int EILSEQ = 84;
+
+    /// <summary>
+    /// What rbd_aio_compare_and_write accepts in Pacific (16.2.15, measured): exactly one
+    /// 512-byte sector at a 512-aligned offset; anything longer or unaligned is -EINVAL.
+    /// </summary>
+    public const int CompareAndWriteBytes = 512;
 
     /// <summary>
     /// UNMAP granularity: librbd's own default rbd_discard_granularity_bytes. Smaller discards
@@ -41,8 +48,11 @@ public sealed unsafe class RbdStore : IBackingStore
     private long _size;
     private readonly long _objectSize;
     private int _inFlight;
-    private int _closed;
+    private int _status;
+    private const int Serving = 0, Closed = 1, Rejoining = 2;
+    private int _blocklistReported;
     private readonly Lock _resizeLock = new();
+    private readonly Lock _reconnectLock = new();
 
     private RbdStore(RbdLocation location, nint cluster, nint ioctx, nint image, long size, long objectSize)
     {
@@ -80,21 +90,10 @@ public sealed unsafe class RbdStore : IBackingStore
     public static RbdStore Open(RbdLocation location)
     {
         nint cluster = 0, ioctx = 0, image = 0;
-        string where = $"RBD image {location.Pool}/{location.Image}";
         try
         {
-            Check(LibRados.rados_create2(&cluster, RbdLocation.ClusterName, "client." + location.ClientId, 0), $"create a Ceph client client.{location.ClientId}");
-            Check(LibRados.rados_conf_read_file(cluster, location.CephConf), $"read {location.CephConf ?? "the default ceph.conf"}");
-            // A target acknowledges a write only when the OSDs have it (see the class remarks).
-            Check(LibRados.rados_conf_set(cluster, "rbd_cache", "false"), "set rbd_cache=false");
-            // librbd skips discards of part of an object by default; UNMAP must zero them so that
-            // LBPRZ holds (SBC-3 4.7.4.4: a deallocated block reads as zeroes).
-            Check(LibRados.rados_conf_set(cluster, "rbd_skip_partial_discard", "false"), "set rbd_skip_partial_discard=false");
-            Check(LibRados.rados_connect(cluster), $"connect to the Ceph cluster of {location.CephConf ?? "the default ceph.conf"} as client.{location.ClientId}");
-            Check(LibRados.rados_ioctx_create(cluster, location.Pool, &ioctx), $"open pool {location.Pool}");
-            Check(LibRbd.rbd_open(ioctx, location.Image, &image, null), $"open {where}");
-            RbdImageInfo info;
-            Check(LibRbd.rbd_stat(image, &info, (nuint)sizeof(RbdImageInfo)), $"stat {where}");
+            Connect(location, &cluster, &ioctx);
+            var info = OpenImage(location, ioctx, &image);
             return new RbdStore(location, cluster, ioctx, image, (long)info.Size, (long)info.ObjectSize);
         }
         catch
@@ -102,10 +101,95 @@ public sealed unsafe class RbdStore : IBackingStore
             Close(cluster, ioctx, image);
             throw;
         }
+    }
 
-        static void Check(int r, string what)
+    /// <summary>A client of the cluster and an I/O context on the image's pool; on failure the caller closes what was made.</summary>
+    private static void Connect(RbdLocation location, nint* cluster, nint* ioctx)
+    {
+        Check(LibRados.rados_create2(cluster, RbdLocation.ClusterName, "client." + location.ClientId, 0), $"create a Ceph client client.{location.ClientId}");
+        Check(LibRados.rados_conf_read_file(*cluster, location.CephConf), $"read {location.CephConf ?? "the default ceph.conf"}");
+        // A target acknowledges a write only when the OSDs have it (see the class remarks).
+        Check(LibRados.rados_conf_set(*cluster, "rbd_cache", "false"), "set rbd_cache=false");
+        // librbd skips discards of part of an object by default; UNMAP must zero them so that
+        // LBPRZ holds (SBC-3 4.7.4.4: a deallocated block reads as zeroes).
+        Check(LibRados.rados_conf_set(*cluster, "rbd_skip_partial_discard", "false"), "set rbd_skip_partial_discard=false");
+        Check(LibRados.rados_connect(*cluster), $"connect to the Ceph cluster of {location.CephConf ?? "the default ceph.conf"} as client.{location.ClientId}");
+        Check(LibRados.rados_ioctx_create(*cluster, location.Pool, ioctx), $"open pool {location.Pool}");
+    }
+
+    private static RbdImageInfo OpenImage(RbdLocation location, nint ioctx, nint* image)
+    {
+        string where = $"RBD image {location.Pool}/{location.Image}";
+        Check(LibRbd.rbd_open(ioctx, location.Image, image, null), $"open {where}");
+        RbdImageInfo info;
+        Check(LibRbd.rbd_stat(*image, &info, (nuint)sizeof(RbdImageInfo)), $"stat {where}");
+        return info;
+    }
+
+    private static void Check(int r, string what)
+    {
+        if (r < 0) throw new BackingStoreException($"cannot {what}: {Describe(-r)}", -r);
+    }
+
+    /// <summary>
+    /// Raised (once per client connection, on the thread that saw it) when the cluster refused
+    /// an operation with -ESHUTDOWN: this client is blocklisted, every further operation fails
+    /// until <see cref="Reconnect"/>.
+    /// </summary>
+    public event Action? Blocklisted;
+
+    /// <summary>A call with this store's client and I/O context, which stay valid until it returns.</summary>
+    public delegate T RadosCall<T>(nint cluster, nint ioctx);
+
+    /// <summary>
+    /// Runs <paramref name="call"/> on this store's RADOS client (the same client as the data
+    /// path, so that blocklisting it fences both). Throws <see cref="BackingStoreException"/>
+    /// with ESHUTDOWN while the store rejoins.
+    /// </summary>
+    public T Rados<T>(RadosCall<T> call)
+    {
+        Enter();
+        try { return call(_cluster, _ioctx); }
+        finally { Exit(); }
+    }
+
+    /// <summary>Reports -ESHUTDOWN from a call made through <see cref="Rados{T}"/>.</summary>
+    public void ReportBlocklisted()
+    {
+        if (Interlocked.Exchange(ref _blocklistReported, 1) == 0) Blocklisted?.Invoke();
+    }
+
+    /// <summary>
+    /// After this client was blocklisted: stops serving (every request fails with ESHUTDOWN,
+    /// NOT READY on the paths), waits for the requests in flight, builds a new client, runs
+    /// <paramref name="beforeServing"/> with it (re-read the reservation table, watch again),
+    /// then opens the image again and serves. On failure the store stays stopped; call again.
+    /// </summary>
+    public void Reconnect(RadosCall<bool> beforeServing)
+    {
+        lock (_reconnectLock)
         {
-            if (r < 0) throw new BackingStoreException($"cannot {what}: {Describe(-r)}", -r);
+            if (Interlocked.CompareExchange(ref _status, Rejoining, Serving) == Closed)
+                throw new ObjectDisposedException(nameof(RbdStore));
+            var spin = new SpinWait();
+            while (Volatile.Read(ref _inFlight) != 0) spin.SpinOnce();
+            Close(_cluster, _ioctx, _image);
+            _image = _ioctx = _cluster = 0;
+            nint cluster = 0, ioctx = 0, image = 0;
+            try
+            {
+                Connect(Location, &cluster, &ioctx);
+                beforeServing(cluster, ioctx);
+                OpenImage(Location, ioctx, &image);
+            }
+            catch
+            {
+                Close(cluster, ioctx, image);
+                throw;
+            }
+            (_cluster, _ioctx, _image) = (cluster, ioctx, image);
+            Volatile.Write(ref _blocklistReported, 0);
+            Volatile.Write(ref _status, Serving);
         }
     }
 
@@ -125,6 +209,68 @@ public sealed unsafe class RbdStore : IBackingStore
             }
             finally { Exit(); }
         }
+    }
+
+    /// <summary>In the OSD, so atomic against every host's writes (see <see cref="CompareAndWriteBytes"/>).</summary>
+    public int AtomicCompareAndWriteBytes => CompareAndWriteBytes;
+
+    /// <summary>rbd_aio_compare_and_write: a miscompare is -EILSEQ with the offset of the first differing byte in the request.</summary>
+    public long CompareAndWrite(ReadOnlySpan<byte> compare, ReadOnlySpan<byte> write, long offset, bool forceUnitAccess)
+    {
+        if (compare.Length != CompareAndWriteBytes || write.Length != CompareAndWriteBytes || offset % CompareAndWriteBytes != 0)
+            throw new BackingStoreException($"rbd compare and write on {Location}: {compare.Length}+{write.Length} bytes at {offset}; librbd takes exactly one aligned {CompareAndWriteBytes}-byte sector", EINVAL);
+        CheckRange(offset, CompareAndWriteBytes);
+        using var request = new Request(this);
+        nint c = request.NewCompletion();
+        ulong mismatch = 0;
+        long r;
+        // The buffers and the mismatch offset stay pinned until the completion has run.
+        fixed (byte* cmp = compare)
+        fixed (byte* w = write)
+            r = request.Result(c, (int)LibRbd.rbd_aio_compare_and_write(_image, (ulong)offset, CompareAndWriteBytes, cmp, w, c, &mismatch,
+                forceUnitAccess ? LibRados.LIBRADOS_OP_FLAG_FADVISE_FUA : 0), "compare and write");
+        // librbd gives the offset from the start of the request (measured on 16.2.15).
+        if (r == -EILSEQ) return mismatch < CompareAndWriteBytes ? (long)mismatch : 0;
+        if (r < 0) throw Error("compare and write", (int)-r);
+        return -1;
+    }
+
+    /// <summary>The image's metadata value for <paramref name="key"/> (rbd image-meta), or null if it has none.</summary>
+    public string? GetMetadata(string key)
+    {
+        Enter();
+        try
+        {
+            for (nuint size = 256; ; )
+            {
+                var buffer = new byte[size];
+                nuint length = size;
+                int r;
+                fixed (byte* b = buffer)
+                    r = LibRbd.rbd_metadata_get(_image, key, b, &length);
+                if (r == -2 /* ENOENT */) return null;
+                if (r == -34 /* ERANGE */ && length > size)
+                {
+                    size = length;
+                    continue;
+                }
+                if (r < 0) throw Error($"get metadata {key}", -r);
+                int n = Array.IndexOf(buffer, (byte)0);
+                return System.Text.Encoding.UTF8.GetString(buffer, 0, n < 0 ? (int)Math.Min(length, size) : n);
+            }
+        }
+        finally { Exit(); }
+    }
+
+    public void SetMetadata(string key, string value)
+    {
+        Enter();
+        try
+        {
+            int r = LibRbd.rbd_metadata_set(_image, key, value);
+            if (r < 0) throw Error($"set metadata {key}", -r);
+        }
+        finally { Exit(); }
     }
 
     public void Read(ReadOnlySpan<IoVec> destination, long offset)
@@ -301,8 +447,11 @@ public sealed unsafe class RbdStore : IBackingStore
         return r;
     }
 
-    private BackingStoreException Error(string what, int errno) =>
-        new($"rbd {what} on {Location}: {Describe(errno)}", errno);
+    private BackingStoreException Error(string what, int errno)
+    {
+        if (errno == ESHUTDOWN) ReportBlocklisted();
+        return new($"rbd {what} on {Location}: {Describe(errno)}", errno);
+    }
 
     /// <summary>strerror, and what -ESHUTDOWN means from librbd: the cluster fenced this client.</summary>
     public static string Describe(int errno) => errno switch
@@ -331,10 +480,13 @@ public sealed unsafe class RbdStore : IBackingStore
     private void Enter()
     {
         Interlocked.Increment(ref _inFlight);
-        if (Volatile.Read(ref _closed) != 0)
+        int status = Volatile.Read(ref _status);
+        if (status != Serving)
         {
             Interlocked.Decrement(ref _inFlight);
-            throw new ObjectDisposedException(nameof(RbdStore));
+            throw status == Closed
+                ? new ObjectDisposedException(nameof(RbdStore))
+                : new BackingStoreException($"rbd on {Location}: {Describe(ESHUTDOWN)}; rejoining", ESHUTDOWN);
         }
     }
 
@@ -343,11 +495,14 @@ public sealed unsafe class RbdStore : IBackingStore
 
     public void Dispose()
     {
-        if (Interlocked.Exchange(ref _closed, 1) != 0) return;
-        var spin = new SpinWait();
-        while (Volatile.Read(ref _inFlight) != 0) spin.SpinOnce();
-        Close(_cluster, _ioctx, _image);
-        _image = _ioctx = _cluster = 0;
+        lock (_reconnectLock)
+        {
+            if (Interlocked.Exchange(ref _status, Closed) == Closed) return;
+            var spin = new SpinWait();
+            while (Volatile.Read(ref _inFlight) != 0) spin.SpinOnce();
+            Close(_cluster, _ioctx, _image);
+            _image = _ioctx = _cluster = 0;
+        }
     }
 
     /// <summary>In the order librbd and librados need: the image, its I/O context, then the cluster.</summary>
@@ -376,6 +531,17 @@ public sealed unsafe class RbdStore : IBackingStore
         }
 
         public nint NewCompletion() => _waiter.NewCompletion();
+
+        /// <summary>Like <see cref="Await"/>, but a negative result of the request is returned, not thrown.</summary>
+        public long Result(nint completion, int issued, string what)
+        {
+            if (issued < 0)
+            {
+                LibRbd.rbd_aio_release(completion); // never queued: the callback will not run
+                throw _store.Error(what, -issued);
+            }
+            return _waiter.Wait();
+        }
 
         /// <summary>See <see cref="RbdStore.Await"/>.</summary>
         public long Await(nint completion, int issued, string what) => _store.Await(_waiter, completion, issued, what);

@@ -206,16 +206,7 @@ public sealed class FileReservationStore : IReservationStore
         payload.Int32(state.HolderIndex);
         payload.Int32(state.Registrations.Count);
         foreach (var r in state.Registrations)
-        {
-            payload.UInt64(r.Key);
-            payload.Byte(r.AllTargetPorts ? (byte)1 : (byte)0);
-            payload.Byte((byte)r.Nexus.Initiator.Protocol);
-            payload.String(r.Nexus.Initiator.Name);
-            payload.String(r.Nexus.Initiator.Isid ?? "");
-            payload.Byte((byte)r.Nexus.Target.Protocol);
-            payload.String(r.Nexus.Target.Name);
-            payload.UInt16(r.Nexus.Target.RelativeTargetPortId);
-        }
+            payload.Registration(r);
         var body = payload.Written;
         var file = new byte[HeaderLength + body.Length + 4];
         Magic.CopyTo(file);
@@ -272,18 +263,7 @@ public sealed class FileReservationStore : IReservationStore
                 throw new ReservationStoreException($"reservation state file {path} has an impossible registration count {count}");
             var regs = new Registration[count];
             for (int i = 0; i < count; i++)
-            {
-                ulong k = r.UInt64();
-                bool atp = r.Byte() != 0;
-                var ip = (ProtocolId)r.Byte();
-                string iname = r.String();
-                string isid = r.String();
-                var tp = (ProtocolId)r.Byte();
-                string tname = r.String();
-                ushort rtpi = r.UInt16();
-                regs[i] = new Registration(
-                    new ItNexus(new InitiatorPort(ip, iname, isid.Length == 0 ? null : isid), new TargetPort(tp, tname, rtpi)), k, atp);
-            }
+                regs[i] = r.Registration();
             if (!r.End)
                 throw new ReservationStoreException($"reservation state file {path} has trailing payload bytes");
             if (type != PersistentReservationType.None && !PersistentReservationTypes.IsValid((byte)type))
@@ -310,7 +290,7 @@ public sealed class FileReservationStore : IReservationStore
         return ~crc;
     }
 
-    private sealed class ArrayBufferWriterLite
+    internal sealed class ArrayBufferWriterLite
     {
         private readonly MemoryStream _ms = new();
         public ReadOnlySpan<byte> Written => _ms.GetBuffer().AsSpan(0, (int)_ms.Length);
@@ -325,10 +305,29 @@ public sealed class FileReservationStore : IReservationStore
             UInt16((ushort)bytes.Length);
             _ms.Write(bytes);
         }
+
+        /// <summary>Key, ALL_TG_PT, then the nexus (<see cref="Nexus"/>).</summary>
+        public void Registration(Registration r)
+        {
+            UInt64(r.Key);
+            Byte(r.AllTargetPorts ? (byte)1 : (byte)0);
+            Nexus(r.Nexus);
+        }
+
+        /// <summary>Initiator protocol, name and ISID (empty: none), target protocol, name and RTPI.</summary>
+        public void Nexus(ItNexus n)
+        {
+            Byte((byte)n.Initiator.Protocol);
+            String(n.Initiator.Name);
+            String(n.Initiator.Isid ?? "");
+            Byte((byte)n.Target.Protocol);
+            String(n.Target.Name);
+            UInt16(n.Target.RelativeTargetPortId);
+        }
     }
 
     /// <summary>Bounds-checked reader; running off the end throws ArgumentOutOfRangeException.</summary>
-    private ref struct PayloadReader(ReadOnlySpan<byte> data)
+    internal ref struct PayloadReader(ReadOnlySpan<byte> data)
     {
         private ReadOnlySpan<byte> _rest = data;
         public readonly bool End => _rest.IsEmpty;
@@ -350,6 +349,24 @@ public sealed class FileReservationStore : IReservationStore
             int n = UInt16();
             try { return new UTF8Encoding(false, true).GetString(Take(n)); }
             catch (DecoderFallbackException e) { throw new ArgumentOutOfRangeException("invalid UTF-8 in name", e); }
+        }
+
+        public Registration Registration()
+        {
+            ulong key = UInt64();
+            bool allTgPt = Byte() != 0;
+            return new Registration(Nexus(), key, allTgPt);
+        }
+
+        public ItNexus Nexus()
+        {
+            var ip = (ProtocolId)Byte();
+            string name = String();
+            string isid = String();
+            var tp = (ProtocolId)Byte();
+            string target = String();
+            ushort rtpi = UInt16();
+            return new ItNexus(new InitiatorPort(ip, name, isid.Length == 0 ? null : isid), new TargetPort(tp, target, rtpi));
         }
     }
 }

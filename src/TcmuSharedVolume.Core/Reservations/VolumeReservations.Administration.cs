@@ -27,6 +27,11 @@ public sealed partial class VolumeReservations
     /// <exception cref="IOException">The cleared state could not be persisted; nothing changed.</exception>
     public void AdministrativeClear()
     {
+        if (_cluster is not null)
+        {
+            ClusterAdministrativeClear();
+            return;
+        }
         lock (_prLock)
         {
             var s = _state;

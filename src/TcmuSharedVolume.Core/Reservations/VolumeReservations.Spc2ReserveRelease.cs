@@ -14,6 +14,11 @@ public sealed partial class VolumeReservations
             command.CheckCondition(UnboundPathSense);
             return;
         }
+        if (_cluster is not null)
+        {
+            Spc2NotInCluster(command);
+            return;
+        }
         // RESERVE(10)/RELEASE(10) third-party reservations (3RDPTY, byte 1 bit 4) are not supported.
         if (cdb.Length >= 10 && cdb[0] is OperationCode.Reserve10 or OperationCode.Release10 && (cdb[1] & 0x10) != 0)
         {

@@ -137,6 +137,11 @@ public sealed partial class VolumeReservations
             command.CheckCondition(UnboundPathSense);
             return;
         }
+        if (_cluster is not null)
+        {
+            ClusterPersistentReserveOut(issuer, command);
+            return;
+        }
 
         Effects effects = new();
         Outcome outcome;

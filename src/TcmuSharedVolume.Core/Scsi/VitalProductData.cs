@@ -143,7 +143,7 @@ internal static class VitalProductData
     {
         // SBC-3 6.6.3.
         b[4] = 0x01; // WSNZ: WRITE SAME with NUMBER OF LOGICAL BLOCKS 0 is refused, not "to the end"
-        b[5] = (byte)BlockLimitsOf.MaxCompareAndWriteBlocks;
+        b[5] = (byte)BlockLimitsOf.MaxCompareAndWriteBlocks(volume);
         Be.U16(b, 6, BlockLimitsOf.OptimalTransferLengthGranularity(volume));
         Be.U32(b, 8, BlockLimitsOf.MaxTransferBlocks(volume));
         Be.U32(b, 12, 0); // OPTIMAL TRANSFER LENGTH: not reported (Linux would turn it into stripe hints)
@@ -176,7 +176,18 @@ internal static class VitalProductData
 internal static class BlockLimitsOf
 {
     /// <summary>MAXIMUM COMPARE AND WRITE LENGTH, in blocks (the field is one byte).</summary>
-    public const int MaxCompareAndWriteBlocks = 255;
+    public const int MaxCompareAndWriteBlocksCeiling = 255;
+
+    /// <summary>
+    /// MAXIMUM COMPARE AND WRITE LENGTH of this volume: what its store compares and writes
+    /// atomically by itself when it has that operation (RBD: one 512-byte sector, so 1 block for
+    /// 512-byte volumes and 0, no COMPARE AND WRITE, for larger blocks), else the ceiling.
+    /// </summary>
+    public static int MaxCompareAndWriteBlocks(Volume volume)
+    {
+        int atomic = volume.Store.AtomicCompareAndWriteBytes;
+        return atomic > 0 ? Math.Min(atomic / volume.BlockSize, MaxCompareAndWriteBlocksCeiling) : MaxCompareAndWriteBlocksCeiling;
+    }
 
     /// <summary>MAXIMUM UNMAP BLOCK DESCRIPTOR COUNT.</summary>
     public const uint MaxUnmapDescriptors = 256;

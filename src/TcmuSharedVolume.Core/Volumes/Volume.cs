@@ -16,6 +16,20 @@ public sealed class Volume : ICommandDrain, IDisposable
 
     public Volume(string backingPath, IBackingStore store, int blockSize, VolumeIdentity identity,
         IReservationStore reservationStore)
+        : this(backingPath, store, blockSize, identity) =>
+        Reservations = new VolumeReservations(reservationStore, BoundNexuses, this);
+
+    /// <summary>A volume that other target hosts serve too: one reservation table shared through
+    /// <paramref name="clusterStore"/> (docs/reservations.md §18), which the volume closes.</summary>
+    public Volume(string backingPath, IBackingStore store, int blockSize, VolumeIdentity identity,
+        IClusterReservationStore clusterStore)
+        : this(backingPath, store, blockSize, identity)
+    {
+        _clusterStore = clusterStore;
+        Reservations = new VolumeReservations(clusterStore, BoundNexuses, this);
+    }
+
+    private Volume(string backingPath, IBackingStore store, int blockSize, VolumeIdentity identity)
     {
         if (blockSize is not (512 or 1024 or 2048 or 4096))
             throw new ArgumentOutOfRangeException(nameof(blockSize), blockSize, "block size must be 512, 1024, 2048 or 4096");
@@ -23,8 +37,12 @@ public sealed class Volume : ICommandDrain, IDisposable
         Store = store;
         BlockSize = blockSize;
         Identity = identity;
-        Reservations = new VolumeReservations(reservationStore, () => Paths.Select(p => p.Nexus).OfType<ItNexus>(), this);
+        Reservations = null!; // set by the public constructors
     }
+
+    private IEnumerable<ItNexus> BoundNexuses() => Paths.Select(p => p.Nexus).OfType<ItNexus>();
+
+    private readonly IClusterReservationStore? _clusterStore;
 
     /// <summary>Canonical path of the sparse file or block device; the key that groups backstores.</summary>
     public string BackingPath { get; }
@@ -193,6 +211,7 @@ public sealed class Volume : ICommandDrain, IDisposable
 
     public void Dispose()
     {
+        _clusterStore?.Dispose();
         Store.Dispose();
         WriteOrdering.Dispose();
     }

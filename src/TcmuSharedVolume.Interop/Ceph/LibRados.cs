@@ -10,4 +10,10 @@ public static unsafe partial class LibRados
 
     /// <summary>librados.h LIBRADOS_OP_FLAG_FADVISE_FUA: the write must be durable when it completes.</summary>
     public const int LIBRADOS_OP_FLAG_FADVISE_FUA = 0x80;
+
+    /// <summary>librados.h: rados_write_op_create fails with -EEXIST if the object exists.</summary>
+    public const int LIBRADOS_CREATE_EXCLUSIVE = 1;
+
+    /// <summary>librados.h LIBRADOS_CMPXATTR_OP_EQ.</summary>
+    public const byte LIBRADOS_CMPXATTR_OP_EQ = 1;
 }

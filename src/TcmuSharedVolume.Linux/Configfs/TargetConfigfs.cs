@@ -98,6 +98,30 @@ public sealed class TargetConfigfs(string root = TargetConfigfs.DefaultRoot, str
     /// </summary>
     public NexusBinding ResolveNexus(int hbaIndex, string name, VolumeConfig? config = null)
     {
+        var binding = ResolveLocalNexus(hbaIndex, name, config);
+        if (HostNumber == 0 || binding.Nexus is not { } nexus) return binding;
+        ushort local = nexus.Target.RelativeTargetPortId;
+        if (local >= PortsPerHost)
+            return NexusBinding.Unbound($"backstore {name}: relative target port identifier {local} of {nexus.Target.Name} is above {PortsPerHost - 1}, the most host_id leaves to each host; set rtpi= in the cfgstring");
+        return binding with { Nexus = nexus with { Target = nexus.Target with { RelativeTargetPortId = (ushort)(HostNumber * PortsPerHost + local) } } };
+    }
+
+    /// <summary>Relative target port identifiers each host numbers its own ports in (host_id).</summary>
+    public const int PortsPerHost = 1024;
+
+    /// <summary>The largest host_id: the identifier is 16 bits.</summary>
+    public const int MaxHostNumber = ushort.MaxValue / PortsPerHost;
+
+    /// <summary>
+    /// host_id of the daemon's configuration; 0 alone. When set, a port's relative target port
+    /// identifier (from LIO, or rtpi=) becomes <c>host_id * 1024 + local</c> in VPD 83h, READ
+    /// FULL STATUS, REGISTER AND MOVE and the nexus identity, so that ports of different hosts
+    /// serving one volume never share one (SPC-4 4.3.5: unique within the SCSI target device).
+    /// </summary>
+    public int HostNumber { get; init; }
+
+    private NexusBinding ResolveLocalNexus(int hbaIndex, string name, VolumeConfig? config)
+    {
         var luns = FindLuns(hbaIndex, name);
         // Demo mode gives every initiator that logs in a generated ACL mapping every LUN of the
         // TPG: nobody can tell which initiator sends a command into this ring, whatever the ACLs

@@ -26,6 +26,14 @@ public sealed record DaemonOptions
     /// <summary>Logical block size of a volume whose config string does not say otherwise.</summary>
     public int DefaultBlockSize { get; init; } = 512;
 
+    /// <summary>
+    /// This host's number among the target hosts that serve the same RBD volumes, 1 to
+    /// <see cref="TcmuSharedVolume.Linux.Configfs.TargetConfigfs.MaxHostNumber"/>; 0 (the
+    /// default) for a host that serves alone. It makes relative target port identifiers unique
+    /// across hosts (docs/reservations.md §18).
+    /// </summary>
+    public int HostId { get; init; }
+
     public static DaemonOptions Default { get; } = new();
 
     /// <summary>Reads <paramref name="path"/>; a missing file means all defaults.</summary>
@@ -71,8 +79,9 @@ public sealed record DaemonOptions
                 "log_level" => options with { LogLevel = Level(value, Where) },
                 "worker_threads" => options with { WorkerThreads = Int(value, 0, 1024, key, Where) },
                 "default_block_size" => options with { DefaultBlockSize = BlockSize(value, Where) },
+                "host_id" => options with { HostId = Int(value, 0, Configfs.TargetConfigfs.MaxHostNumber, key, Where) },
                 _ => throw new ConfigurationException(
-                    $"{Where()}: unknown key '{key}' (known: state_directory, log_level, worker_threads, default_block_size)"),
+                    $"{Where()}: unknown key '{key}' (known: state_directory, log_level, worker_threads, default_block_size, host_id)"),
             };
         }
         return options;

@@ -227,15 +227,23 @@ public sealed class PrModel
 }
 
 /// <summary>Runs the same operations against the engine and the model, comparing after each step.</summary>
-public sealed class ModelDriver(int nexuses)
+public sealed class ModelDriver
 {
-    public PrTestKit Kit { get; } = new(nexuses);
+    private readonly PrTestKit[] _hosts;
+
+    public ModelDriver(int nexuses) : this([new PrTestKit(nexuses)]) { }
+
+    /// <summary>Several hosts of one shared table: nexus i sends its commands through host i mod N,
+    /// and after every step each host's table must be the model's.</summary>
+    public ModelDriver(PrTestKit[] hosts) => _hosts = hosts;
+
+    public PrTestKit Kit => _hosts[0];
     public PrModel Model { get; } = new();
     private uint _lastGeneration;
 
     public void Step(Op op, bool checkGate = true)
     {
-        var k = Kit;
+        var k = _hosts[op.Nexus % _hosts.Length];
         var n = k[op.Nexus];
         ulong rk = op.OwnKey && Model.Registered(op.Nexus) ? Model.KeyOf(op.Nexus) : op.Key;
         var type = (PersistentReservationType)op.Type;
@@ -281,19 +289,25 @@ public sealed class ModelDriver(int nexuses)
 
     private void CheckInvariants(Op op, bool checkGate)
     {
-        var s = Kit.Pr.State;
+        foreach (var host in _hosts)
+            CheckInvariants(host, op, checkGate);
+    }
+
+    private void CheckInvariants(PrTestKit kit, Op op, bool checkGate)
+    {
+        var s = kit.Pr.State;
         Assert.True(Model.Aptpl == s.Aptpl, $"{op}: APTPL model {Model.Aptpl}, engine {s.Aptpl}");
-        Assert.True((Model.Spc2Holder < 0 ? null : Kit[Model.Spc2Holder]) == s.Spc2Holder,
+        Assert.True((Model.Spc2Holder < 0 ? null : kit[Model.Spc2Holder]) == s.Spc2Holder,
             $"{op}: SPC-2 holder model {(Model.Spc2Holder < 0 ? "none" : "n" + Model.Spc2Holder)}, engine {s.Spc2Holder?.Initiator.Name ?? "none"}");
         // Same registrations in the same order, same reservation, same generation.
-        Assert.Equal(Model.Regs.Select(x => (Kit[x.Nexus], x.Key)), s.Registrations.Select(x => (x.Nexus, x.Key)));
+        Assert.Equal(Model.Regs.Select(x => (kit[x.Nexus], x.Key)), s.Registrations.Select(x => (x.Nexus, x.Key)));
         Assert.Equal(Model.Type, (int)s.Type);
         Assert.Equal(Model.Generation, s.Generation);
         // At most one reservation, and a non-AR holder is registered.
         if (s.Type != PersistentReservationType.None && !s.Type.IsAllRegistrants())
         {
             Assert.InRange(s.HolderIndex, 0, s.Registrations.Length - 1);
-            Assert.Equal(Kit[Model.Holder], s.Registrations[s.HolderIndex].Nexus);
+            Assert.Equal(kit[Model.Holder], s.Registrations[s.HolderIndex].Nexus);
         }
         int holders = s.Registrations.Where((_, i) => s.IsHolder(i)).Count();
         Assert.Equal(s.Type == PersistentReservationType.None ? 0 : s.Type.IsAllRegistrants() ? s.Registrations.Length : 1, holders);
@@ -301,10 +315,10 @@ public sealed class ModelDriver(int nexuses)
         Assert.True(s.Generation >= _lastGeneration, $"{op}: generation went from {_lastGeneration} to {s.Generation}");
         _lastGeneration = s.Generation;
         if (!checkGate) return;
-        for (int i = 0; i < Kit.Bound.Count; i++)
+        for (int i = 0; i < kit.Bound.Count; i++)
         {
-            Assert.True(Model.CanRead(i) == Kit.CanRead(Kit[i]), $"after {op}: read by n{i}");
-            Assert.True(Model.CanWrite(i) == Kit.CanWrite(Kit[i]), $"after {op}: write by n{i}");
+            Assert.True(Model.CanRead(i) == kit.CanRead(kit[i]), $"after {op}: read by n{i}");
+            Assert.True(Model.CanWrite(i) == kit.CanWrite(kit[i]), $"after {op}: write by n{i}");
         }
     }
 

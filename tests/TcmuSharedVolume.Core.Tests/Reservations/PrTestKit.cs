@@ -52,6 +52,15 @@ public sealed class PrTestKit
         Pr = new VolumeReservations(Store, () => Bound.ToArray(), Drain);
     }
 
+    /// <summary>An engine of one's own making over the kit's nexuses (a host of a shared table).</summary>
+    public PrTestKit(int nexuses, Func<Func<IEnumerable<ItNexus>>, ICommandDrain, VolumeReservations> engine)
+    {
+        for (int i = 0; i < nexuses; i++)
+            Bound.Add(Nexus(i));
+        Store = new InMemoryReservationStore();
+        Pr = engine(() => Bound.ToArray(), Drain);
+    }
+
     public ItNexus this[int i] => Bound[i];
 
     /// <summary>A fresh engine on the same store: what a daemon restart sees.</summary>

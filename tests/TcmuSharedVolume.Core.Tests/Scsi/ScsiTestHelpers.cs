@@ -305,7 +305,8 @@ public static class Cdb
     }
 }
 
-/// <summary>Wraps a store; fails reads, writes or flushes on demand and records FUA flags.</summary>
+/// <summary>Wraps a store; fails reads, writes or flushes on demand, records FUA flags, and runs
+/// <see cref="BeforeWrite"/> before each change of the medium (a slow store, say).</summary>
 public sealed class FaultStore(IBackingStore inner) : IBackingStore
 {
     public int? ReadErrno { get; set; }
@@ -313,6 +314,7 @@ public sealed class FaultStore(IBackingStore inner) : IBackingStore
     public int? FlushErrno { get; set; }
     public bool? Unmappable { get; set; }
     public int? PhysicalBlockSizeOverride { get; set; }
+    public Action? BeforeWrite { get; set; }
     public int Flushes;
     public int FuaWrites;
     public int PlainWrites;
@@ -326,6 +328,7 @@ public sealed class FaultStore(IBackingStore inner) : IBackingStore
     private void FailRead() { if (ReadErrno is { } e) throw new BackingStoreException("injected read error", e); }
     private void FailWrite(bool fua)
     {
+        BeforeWrite?.Invoke();
         if (WriteErrno is { } e) throw new BackingStoreException("injected write error", e);
         if (fua) Interlocked.Increment(ref FuaWrites);
         else Interlocked.Increment(ref PlainWrites);

@@ -46,6 +46,30 @@ public sealed class NexusResolutionTests : IDisposable
     }
 
     [Fact]
+    public void HostIdMakesRelativeTargetPortIdentifiersUniqueAcrossHosts()
+    {
+        IscsiTwoPaths();
+        var host3 = new TargetConfigfs(_lio.Root, _lio.ModuleParameters) { HostNumber = 3 };
+        Assert.Equal(3 * 1024 + 3, host3.ResolveNexus(1, "vol1-a").Nexus!.Target.RelativeTargetPortId);
+        Assert.Equal(3 * 1024 + 4, host3.ResolveNexus(2, "vol1-b").Nexus!.Target.RelativeTargetPortId);
+        // The same LIO configuration on host 1: another target port.
+        var host1 = new TargetConfigfs(_lio.Root, _lio.ModuleParameters) { HostNumber = 1 };
+        Assert.NotEqual(host1.ResolveNexus(1, "vol1-a").Nexus, host3.ResolveNexus(1, "vol1-a").Nexus);
+    }
+
+    [Fact]
+    public void HostIdLeavesEachHost1024PortIdentifiers()
+    {
+        _lio.Backstore(1, "v");
+        var tpg = _lio.Tpg("iscsi", Target);
+        _lio.Acl(tpg, NodeA, 0, _lio.Lun(tpg, 0, 1, "v", rtpi: 1024));
+        var host2 = new TargetConfigfs(_lio.Root, _lio.ModuleParameters) { HostNumber = 2 };
+        var b = host2.ResolveNexus(1, "v");
+        Assert.Null(b.Nexus);
+        Assert.Contains("above 1023", b.UnboundReason);
+    }
+
+    [Fact]
     public void IscsiAclNamesAreKeptInLowerCase()
     {
         _lio.Backstore(1, "v");

@@ -15,12 +15,14 @@ public sealed class DaemonOptionsTests
               log_level=debug
             worker_threads = 8
             default_block_size = 4096
+            host_id = 2
             """, "test.conf");
 
         Assert.Equal("/srv/tsv-state", o.StateDirectory);
         Assert.Equal(LogLevel.Debug, o.LogLevel);
         Assert.Equal(8, o.WorkerThreads);
         Assert.Equal(4096, o.DefaultBlockSize);
+        Assert.Equal(2, o.HostId);
     }
 
     [Fact]
@@ -43,7 +45,8 @@ public sealed class DaemonOptionsTests
         // Each commented default in the file is what the parser uses when it is uncommented.
         var uncommented = File.ReadAllText(Path.Combine(dir.FullName, "systemd/tcmu-shared-volume.conf"))
             .Replace("\n#state_directory", "\nstate_directory").Replace("\n#log_level", "\nlog_level")
-            .Replace("\n#worker_threads", "\nworker_threads").Replace("\n#default_block_size", "\ndefault_block_size");
+            .Replace("\n#worker_threads", "\nworker_threads").Replace("\n#default_block_size", "\ndefault_block_size")
+            .Replace("\n#host_id", "\nhost_id");
         Assert.Equal(DaemonOptions.Default, DaemonOptions.Parse(uncommented));
     }
 
@@ -57,6 +60,7 @@ public sealed class DaemonOptionsTests
     [InlineData("worker_threads = -1\n", "test.conf:1: worker_threads must be an integer from 0 to 1024")]
     [InlineData("worker_threads = 4x\n", "test.conf:1: worker_threads must be an integer")]
     [InlineData("default_block_size = 520\n", "test.conf:1: default_block_size must be 512, 1024, 2048 or 4096")]
+    [InlineData("host_id = 64\n", "test.conf:1: host_id must be an integer from 0 to 63")]
     [InlineData("state_directory = var/lib/x\n", "test.conf:1: state_directory must be an absolute path")]
     [InlineData("just words\n", "test.conf:1: expected 'key = value'")]
     [InlineData("= 5\n", "test.conf:1: expected 'key = value'")]

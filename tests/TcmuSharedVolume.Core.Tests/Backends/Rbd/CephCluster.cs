@@ -31,17 +31,22 @@ public sealed class CephCluster : IDisposable
     /// <summary>ceph.conf of the test cluster (cephx on; client.admin's keyring is named in it).</summary>
     public string ConfPath { get; }
 
-    /// <summary>A new image of <paramref name="size"/> (rbd create syntax) in <see cref="Pool"/>.</summary>
-    public string CreateImage(string size = "64M")
+    /// <summary>A new image of <paramref name="size"/> (rbd create syntax) in <see cref="Pool"/>;
+    /// <paramref name="features"/>: rbd create --image-feature (e.g. layering alone, no exclusive lock, for several hosts at once).</summary>
+    public string CreateImage(string size = "64M", string? features = null)
     {
         string name = "t-" + Guid.NewGuid().ToString("N")[..12];
-        Rbd("create", "--size", size, $"{Pool}/{name}");
+        if (features is null) Rbd("create", "--size", size, $"{Pool}/{name}");
+        else Rbd("create", "--size", size, "--image-feature", features, $"{Pool}/{name}");
         lock (_images) _images.Add(name);
         return name;
     }
 
     /// <summary>Runs <c>rbd -c conf ...</c>; fails the test with its output unless it succeeds.</summary>
     public string Rbd(params string[] args) => Tool("rbd", args);
+
+    /// <summary>Runs <c>rados -c conf ...</c>; fails the test with its output unless it succeeds.</summary>
+    public string Rados(params string[] args) => Tool("rados", args);
 
     /// <summary>Runs <c>ceph -c conf ...</c>; fails the test with its output unless it succeeds.</summary>
     public string Ceph(params string[] args) => Tool("ceph", args);
@@ -84,7 +89,11 @@ public sealed class CephCluster : IDisposable
     public void Dispose()
     {
         foreach (var image in _images)
+        {
             Exec("rbd", ["-c", ConfPath, "rm", "--no-progress", $"{Pool}/{image}"], TimeSpan.FromSeconds(60));
+            // The shared reservation table of the cluster tests, if one was made.
+            Exec("rados", ["-c", ConfPath, "-p", Pool, "rm", "tsv.pr." + image], TimeSpan.FromSeconds(60));
+        }
     }
 }
 

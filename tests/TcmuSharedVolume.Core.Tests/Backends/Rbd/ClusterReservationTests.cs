@@ -1,0 +1,321 @@
+using System.Buffers.Binary;
+using TcmuSharedVolume.Backends;
+using TcmuSharedVolume.Reservations;
+using TcmuSharedVolume.Scsi;
+using TcmuSharedVolume.Tests.Scsi;
+using TcmuSharedVolume.Volumes;
+using static TcmuSharedVolume.Tests.Reservations.PrTestKit;
+using static TcmuSharedVolume.Tests.Scsi.ScsiFixture;
+
+namespace TcmuSharedVolume.Tests.Backends.Rbd;
+
+/// <summary>
+/// One RBD volume served by several target hosts, each its own RADOS client and Volume, one
+/// reservation table in RADOS (docs/reservations.md §16). Everything against the real Ceph.
+/// </summary>
+[Collection(CephCollection.Name)]
+public sealed class ClusterReservationTests : IDisposable
+{
+    private const int Bs = 512;
+    private const byte WriteExclusive = (byte)PersistentReservationType.WriteExclusive;
+    private readonly CephCluster _ceph;
+    private readonly string _image;
+    private readonly List<Host> _hosts = [];
+
+    public ClusterReservationTests(CephCluster ceph)
+    {
+        _ceph = ceph;
+        _image = ceph.CreateImage("16M", features: "layering");
+    }
+
+    public void Dispose()
+    {
+        foreach (var h in _hosts) h.Dispose();
+    }
+
+    /// <summary>A target host: its own client of the cluster, its own Volume, one path (initiator node&lt;n&gt; through its port n).</summary>
+    private sealed class Host : IDisposable
+    {
+        public Host(CephCluster ceph, string image, int n, TimeSpan notifyTimeout, Func<IBackingStore, IBackingStore>? wrap = null)
+        {
+            var location = RbdLocation.Create(CephCluster.Pool, image, ceph.ConfPath);
+            Store = RbdStore.Open(location);
+            Table = new RbdReservationStore(Store) { NotifyTimeout = notifyTimeout, BlocklistExpireSeconds = 600 };
+            Volume = new Volume(location.Path, wrap?.Invoke(Store) ?? Store, Bs, VolumeIdentity.FromBackingPath(location.Path), Table);
+            Path = Volume.AddPath("h" + n, Nexus("iqn.2024-01.test:node" + n, (ushort)n));
+        }
+
+        public RbdStore Store { get; }
+        public RbdReservationStore Table { get; }
+        public Volume Volume { get; }
+        public VolumePath Path { get; }
+        public ulong Version => Volume.Reservations.ClusterVersion;
+
+        public Result ProutPath(byte action, byte type, ulong rk, ulong sark) =>
+            Out(Path, PrOutCdb(action, type, 24), BasicList(rk, sark), segments: 2);
+
+        public Result Register(ulong key) => ProutPath(0x06, 0, 0, key); // REGISTER AND IGNORE EXISTING KEY
+        public Result Reserve(ulong key) => ProutPath(0x01, WriteExclusive, key, 0);
+        public Result Release(ulong key) => ProutPath(0x02, WriteExclusive, key, 0);
+        public Result PreemptAndAbort(ulong key, ulong victim) => ProutPath(0x05, WriteExclusive, key, victim);
+
+        public (uint Generation, ulong[] Keys) ReadKeys()
+        {
+            var r = In(Path, PrInCdb(0x00, 4096), 4096);
+            r.AssertGood();
+            uint length = BinaryPrimitives.ReadUInt32BigEndian(r.DataIn.AsSpan(4));
+            var keys = new ulong[length / 8];
+            for (int i = 0; i < keys.Length; i++) keys[i] = BinaryPrimitives.ReadUInt64BigEndian(r.DataIn.AsSpan(8 + 8 * i));
+            return (BinaryPrimitives.ReadUInt32BigEndian(r.DataIn), keys);
+        }
+
+        public Result Write(uint lba, byte[] data) => Out(Path, Cdb.Write10(lba, (ushort)(data.Length / Bs)), data);
+
+        public void Dispose() => Volume.Dispose();
+    }
+
+    private Host StartHost(int n, double notifyTimeoutSeconds = 5, Func<IBackingStore, IBackingStore>? wrap = null)
+    {
+        var h = new Host(_ceph, _image, n, TimeSpan.FromSeconds(notifyTimeoutSeconds), wrap);
+        _hosts.Add(h);
+        return h;
+    }
+
+    private static byte[] Pattern(int length, int seed)
+    {
+        var b = new byte[length];
+        new Random(seed).NextBytes(b);
+        return b;
+    }
+
+    [Fact]
+    public void DataWrittenThroughOneHostIsReadThroughTheOthers()
+    {
+        var hosts = new[] { StartHost(1), StartHost(2), StartHost(3) };
+        for (int i = 0; i < hosts.Length; i++)
+        {
+            var data = Pattern(16 * Bs, i);
+            hosts[i].Write((uint)(100 * i), data).AssertGood();
+            foreach (var other in hosts)
+            {
+                var r = In(other.Path, Cdb.Read10((uint)(100 * i), 16), 16 * Bs);
+                r.AssertGood();
+                Assert.Equal(data, r.DataIn);
+            }
+        }
+    }
+
+    [Fact]
+    public void EveryHostSeesEveryChangeBeforeGood()
+    {
+        var hosts = new[] { StartHost(1), StartHost(2), StartHost(3) };
+        hosts[0].Register(0xA1).AssertGood();
+        hosts[1].Register(0xB2).AssertGood();
+        hosts[2].Register(0xC3).AssertGood();
+        hosts[1].Reserve(0xB2).AssertGood();
+        // No waiting: GOOD came only after every host had applied the change.
+        foreach (var h in hosts)
+        {
+            var (generation, keys) = h.ReadKeys();
+            Assert.Equal(3u, generation);
+            Assert.Equal([0xA1UL, 0xB2UL, 0xC3UL], keys);
+            Assert.Equal(4UL, h.Version);
+        }
+        // Write Exclusive held by node2 (host 2): the others' writes conflict at once.
+        hosts[0].Write(0, new byte[Bs]).AssertStatus(ScsiStatus.ReservationConflict);
+        hosts[2].Write(0, new byte[Bs]).AssertStatus(ScsiStatus.ReservationConflict);
+        hosts[1].Write(0, new byte[Bs]).AssertGood();
+    }
+
+    [Fact]
+    public void PreemptAndAbortOnOneHostFencesTheOtherHostsNexusAndDrainsItsWrites()
+    {
+        var h1 = StartHost(1);
+        // Host 2's writes pass its gate and take a while to reach Ceph (a busy host).
+        var h2 = StartHost(2, wrap: s => new FaultStore(s) { BeforeWrite = () => Thread.Sleep(50) });
+        h2.Register(2).AssertGood();
+        h2.Reserve(2).AssertGood();
+        h1.Register(1).AssertGood();
+
+        // Host 2 writes as fast as it can; once host 1's PREEMPT AND ABORT is GOOD, no write of
+        // host 2 may land any more: host 1's marker written after GOOD must survive.
+        var mine = Pattern(8 * Bs, 7);
+        int good = 0;
+        var stop = new ManualResetEventSlim();
+        var writer = new Thread(() =>
+        {
+            while (!stop.IsSet)
+            {
+                var r = h2.Write(1000, mine);
+                if (r.Status == ScsiStatus.Good) good++;
+                else if (r.Status == ScsiStatus.ReservationConflict) break;
+            }
+        });
+        writer.Start();
+        while (Volatile.Read(ref good) < 5) Thread.Sleep(1);
+        h1.PreemptAndAbort(1, 2).AssertGood();
+        var marker = Pattern(8 * Bs, 8);
+        h1.Write(1000, marker).AssertGood(); // host 1 now holds the reservation
+        Assert.True(writer.Join(TimeSpan.FromSeconds(30)), "host 2's writer never saw the conflict");
+        stop.Set();
+        var back = In(h1.Path, Cdb.Read10(1000, 8), 8 * Bs);
+        Assert.Equal(marker, back.DataIn);
+        // Host 2's initiator was told why (the writer may have consumed the unit attention).
+        var next = h2.Write(1000, mine);
+        Assert.True(next.Status == ScsiStatus.ReservationConflict, $"host 2's write after the preemption: {next.Status}");
+        Assert.Equal([1UL], h2.ReadKeys().Keys);
+    }
+
+    [Fact]
+    public void UnitAttentionsReachTheOtherHostsNexus()
+    {
+        var h1 = StartHost(1);
+        var h2 = StartHost(2);
+        h2.Register(2).AssertGood();
+        h1.Register(1).AssertGood();
+        h1.Reserve(1).AssertGood();
+        h1.ProutPath(0x04, WriteExclusive, 1, 2).AssertGood(); // PREEMPT node2's registration
+        Run(h2.Path, new byte[6]).AssertCheck(SenseCode.RegistrationsPreempted);
+        h2.Write(0, new byte[Bs]).AssertStatus(ScsiStatus.ReservationConflict);
+    }
+
+    [Fact]
+    public void Spc2ReserveIsNotOfferedOnASharedTable()
+    {
+        var h1 = StartHost(1);
+        Run(h1.Path, [OperationCode.Reserve6, 0, 0, 0, 0, 0]).AssertCheck(SenseCode.InvalidCommandOperationCode);
+        var rsoc = In(h1.Path, Cdb.Rsoc(1, OperationCode.Reserve6), 64);
+        rsoc.AssertGood();
+        Assert.Equal(0x01, rsoc.DataIn[1] & 0x07); // SUPPORT 001b: not supported
+    }
+
+    [Fact]
+    public void TwoHostsRacingConflictingReservesExactlyOneWins()
+    {
+        var hosts = new[] { StartHost(1), StartHost(2) };
+        hosts[0].Register(1).AssertGood();
+        hosts[1].Register(2).AssertGood();
+        for (int round = 0; round < 10; round++)
+        {
+            var results = new Result[2];
+            using var start = new Barrier(2);
+            var threads = Enumerable.Range(0, 2).Select(i => new Thread(() =>
+            {
+                start.SignalAndWait();
+                results[i] = hosts[i].Reserve((ulong)i + 1);
+            })).ToArray();
+            foreach (var t in threads) t.Start();
+            foreach (var t in threads) t.Join();
+            Assert.Equal(1, results.Count(r => r.Status == ScsiStatus.Good));
+            int w = results[0].Status == ScsiStatus.Good ? 0 : 1;
+            results[1 - w].AssertStatus(ScsiStatus.ReservationConflict);
+            hosts[w].Release((ulong)w + 1).AssertGood();
+        }
+    }
+
+    [Fact]
+    public void ALostRaceDecidesAgainOnTheNewerTable()
+    {
+        var h1 = StartHost(1);
+        var h2 = StartHost(2);
+        h1.Register(1).AssertGood();
+        h2.Register(2).AssertGood();
+        ulong before = h1.Version;
+        Result? first = null;
+        Thread? racer = null;
+        // Host 2 decided RESERVE on the table without a reservation; host 1's RESERVE commits
+        // just before host 2's guarded write.
+        h2.Table.BeforeCommit = () =>
+        {
+            h2.Table.BeforeCommit = null;
+            racer = new Thread(() => first = h1.Reserve(1));
+            racer.Start();
+            var deadline = DateTime.UtcNow.AddSeconds(20);
+            while (h1.Version == before && DateTime.UtcNow < deadline) Thread.Sleep(1);
+        };
+        var second = h2.Reserve(2);
+        racer!.Join();
+        first!.AssertGood();
+        second.AssertStatus(ScsiStatus.ReservationConflict); // decided again: node1 holds Write Exclusive now
+        Assert.Equal(1, h2.Table.LostRaces);
+        Assert.Equal(h1.Version, h2.Version);
+    }
+
+    [Fact]
+    public void AHostThatDoesNotAcknowledgeIsFencedAndRejoinsWithTheNewTable()
+    {
+        var h1 = StartHost(1, notifyTimeoutSeconds: 1.5);
+        var h2 = StartHost(2, notifyTimeoutSeconds: 1.5);
+        h2.Register(2).AssertGood();
+        h2.Reserve(2).AssertGood();
+        h1.Register(1).AssertGood();
+        using var hung = new ManualResetEventSlim();
+        h2.Table.BeforeApply = () => hung.Wait();
+
+        h1.PreemptAndAbort(1, 2).AssertGood(); // after blocklisting host 2
+        Assert.Equal(1, h1.Table.FencedHosts);
+        // Host 2 still has the old table (node2 holds the reservation), but Ceph refuses it.
+        h2.Write(0, new byte[Bs]).AssertCheck(SenseCode.LogicalUnitNotReadyCauseNotReportable);
+        h1.Write(0, Pattern(Bs, 1)).AssertGood();
+
+        h2.Table.BeforeApply = null;
+        hung.Set();
+        Result r;
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        do
+        {
+            Thread.Sleep(50);
+            r = h2.Write(0, new byte[Bs]);
+        }
+        while (r.Code == SenseCode.LogicalUnitNotReadyCauseNotReportable && DateTime.UtcNow < deadline);
+        // The new table is in force on host 2 (from the late notification, or from the re-read
+        // when it rejoined): node2 was preempted, its writes conflict.
+        if (r.Status == ScsiStatus.CheckCondition) Assert.Equal(SenseCode.RegistrationsPreempted, r.Code);
+        h2.Write(0, new byte[Bs]).AssertStatus(ScsiStatus.ReservationConflict);
+        while (h2.Table.Rejoins == 0 && DateTime.UtcNow < deadline) Thread.Sleep(20);
+        Assert.Equal(1, h2.Table.Rejoins);
+        Assert.Equal([1UL], h2.ReadKeys().Keys);
+        Assert.Equal(h1.Version, h2.Version);
+        Assert.Equal(Pattern(Bs, 1), In(h2.Path, Cdb.Read10(0, 1), Bs).DataIn);
+        // And it takes part again: the next change reaches it without fencing.
+        h1.Release(1).AssertGood();
+        h2.Register(22).AssertGood();
+        Assert.Equal(1, h1.Table.FencedHosts);
+    }
+
+    [Fact]
+    public void AHostStartedDuringChangesSeesOneWholeTable()
+    {
+        var h1 = StartHost(1);
+        h1.Register(1).AssertGood();
+        uint baseGeneration = h1.ReadKeys().Generation;
+        var stop = new ManualResetEventSlim();
+        var changer = new Thread(() =>
+        {
+            for (ulong key = 2; !stop.IsSet; key++)
+                h1.Register(key).AssertGood(); // REGISTER AND IGNORE: key k at generation base + k - 1
+        });
+        changer.Start();
+        try
+        {
+            for (int i = 0; i < 8; i++)
+            {
+                using var fresh = new Host(_ceph, _image, 10 + i, TimeSpan.FromSeconds(5));
+                var (generation, keys) = fresh.ReadKeys();
+                var key = Assert.Single(keys);
+                Assert.Equal(generation - baseGeneration + 1, key);
+            }
+        }
+        finally
+        {
+            stop.Set();
+            changer.Join();
+        }
+    }
+}
+
+internal static class ResultAssertions
+{
+    public static void AssertStatus(this Result r, ScsiStatus expected) =>
+        Assert.True(r.Status == expected, $"expected {expected}, got {r.Status} {(r.Status == ScsiStatus.CheckCondition ? r.Code.ToString() : "")}");
+}
