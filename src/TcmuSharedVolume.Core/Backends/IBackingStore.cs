@@ -36,6 +36,10 @@ public interface IBackingStore : IDisposable
     /// </summary>
     int PhysicalBlockSize => 0;
 
+    /// <summary>The most one deallocation should cover, in bytes (a block device's
+    /// discard_max_bytes); 0 when the store sets no limit. Bounds MAXIMUM UNMAP LBA COUNT.</summary>
+    long MaxUnmapBytes => 0;
+
     void Read(ReadOnlySpan<IoVec> destination, long offset);
     void Write(ReadOnlySpan<IoVec> source, long offset, bool forceUnitAccess);
     void Read(Span<byte> destination, long offset);

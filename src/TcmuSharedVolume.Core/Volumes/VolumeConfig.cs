@@ -14,7 +14,8 @@ namespace TcmuSharedVolume.Volumes;
 /// <para>Options: <c>size=</c> (bytes or K/M/G/T; creates the sparse file if it is missing; an
 /// existing file keeps its size), <c>serial=</c> (the volume's unit serial), <c>initiator=</c>,
 /// <c>target=</c> and <c>rtpi=</c> (an explicit I_T nexus, overriding what configfs says),
-/// <c>direct=1</c> (O_DIRECT, block devices only), <c>preallocate=1</c> (allocate the whole
+/// <c>direct=1</c> (O_DIRECT, block devices only), <c>discard_zeroes=1</c> (a block device's
+/// discarded ranges read zeroes: LBPRZ), <c>preallocate=1</c> (allocate the whole
 /// file when size= creates it).</para>
 /// <para>A Ceph RBD image instead of a path: <c>sharedvol/rbd/POOL/IMAGE</c>, with <c>ceph_conf=</c>
 /// and <c>ceph_id=</c> (<see cref="RbdLocation"/>).</para>
@@ -25,7 +26,7 @@ public sealed class VolumeConfig
     public const string Prefix = Subtype + "/";
     public const string UioNamePrefix = "tcm-user/";
 
-    private const string KnownOptions = "size, serial, initiator, target, rtpi, direct, preallocate, abort_timeout";
+    private const string KnownOptions = "size, serial, initiator, target, rtpi, direct, discard_zeroes, preallocate, abort_timeout";
 
     private VolumeConfig(string devConfig, string path)
     {
@@ -61,6 +62,10 @@ public sealed class VolumeConfig
     public RbdLocation? Rbd { get; private init; }
 
     public bool Direct { get; private set; }
+
+    /// <summary><c>discard_zeroes=1</c>: the administrator states that the block device reads
+    /// zeroes where it was discarded (LBPRZ); a thin LV is recognised without it.</summary>
+    public bool DiscardZeroes { get; private set; }
 
     public bool Preallocate { get; private set; }
 
@@ -119,7 +124,7 @@ public sealed class VolumeConfig
             if (item.IsEmpty) continue;
             int eq = item.IndexOf('=');
             var key = (eq < 0 ? item : item[..eq]).Trim().ToString().ToLowerInvariant();
-            if (key is not ("size" or "serial" or "initiator" or "target" or "rtpi" or "direct" or "preallocate" or "abort_timeout"))
+            if (key is not ("size" or "serial" or "initiator" or "target" or "rtpi" or "direct" or "discard_zeroes" or "preallocate" or "abort_timeout"))
             {
                 reason = $"unknown option '{key}': known options are {KnownOptions}";
                 return false;
@@ -204,6 +209,14 @@ public sealed class VolumeConfig
                 }
                 Direct = direct;
                 return true;
+            case "discard_zeroes":
+                if (!TryParseFlag(value, out var zeroes))
+                {
+                    reason = $"discard_zeroes={value} must be 0 or 1";
+                    return false;
+                }
+                DiscardZeroes = zeroes;
+                return true;
             case "abort_timeout":
                 if (!TryParseUInt(value, out var seconds) || seconds is 0 or > MaxAbortTimeoutSeconds)
                 {
@@ -262,6 +275,8 @@ public sealed class VolumeConfig
             return (false, $"{Path} is not a block device");
         if (Direct)
             return (false, $"direct=1 is only for block devices, and {Path} is a file");
+        if (DiscardZeroes)
+            return (false, $"discard_zeroes=1 is only for block devices, and {Path} is a file (a file's punched holes read zeroes anyway)");
         if (new FileInfo(Path).Length == 0)
             return (false, $"{Path} is empty: give it a size (truncate -s) or remove it and give size=");
         return (true, null);
