@@ -26,10 +26,11 @@ public static partial class Volumes
     [GeneratedRegex("^([0-9]+)([KkMmGgTt]?)(?:i?[Bb])?$")]
     private static partial Regex SizeRegex();
 
-    /// <summary>The canonical absolute path targetcli and the daemon will see.</summary>
+    /// <summary>The canonical absolute path targetcli and the daemon will see; lvm:VG/NAME is /dev/VG/NAME.</summary>
     public static string Canonical(string path)
     {
         if (string.IsNullOrWhiteSpace(path)) throw new UsageException("volume path is empty");
+        if (LogicalVolume.Parse(path) is { } lv) return lv.DevicePath;
         var full = Path.GetFullPath(path);
         if (full.Any(c => char.IsWhiteSpace(c) || c is ';' or ':' or '%'))
             throw new UsageException($"volume path '{full}' contains whitespace, ';', ':' or '%', which a TCMU config string cannot carry");
