@@ -294,7 +294,7 @@ public sealed unsafe class BackingPath : IDisposable
             if (key.IsBlockDevice)
             {
                 if (options.DeviceUsage.WhyRefused(key.Major, key.Minor) is { } why)
-                    throw new BackingStoreException($"{Path} is not served: {why}", Libc.EBUSY);
+                    throw new BackingStoreException($"{Path} is in use: {why}; refusing to serve it", Libc.EBUSY);
                 flags |= Libc.O_EXCL | (options.DirectIo ? Libc.O_DIRECT : 0);
             }
             fd = Libc.openat(DirFd, _name!, flags, 0);
