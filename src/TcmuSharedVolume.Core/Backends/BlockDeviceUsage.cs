@@ -14,6 +14,10 @@ public sealed class BlockDeviceUsage(string sysRoot = "/sys", string procRoot = 
 {
     public static BlockDeviceUsage System { get; } = new();
 
+    /// <summary>The same for a path (links followed): null when it is not a block device or nothing visible uses it.</summary>
+    public string? WhyRefused(string path) =>
+        DeviceNumberOf(path) is var (major, minor) ? WhyRefused(major, minor) : null;
+
     /// <summary>One sentence naming what uses the device, or null when nothing visible does.</summary>
     public string? WhyRefused(uint major, uint minor)
     {

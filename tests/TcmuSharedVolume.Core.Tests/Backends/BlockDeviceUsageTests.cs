@@ -101,6 +101,17 @@ public sealed class BlockDeviceUsageTests : IDisposable
     }
 
     [Fact]
+    public void APathThatIsNoBlockDeviceHasNothingToRefuse()
+    {
+        // A file or a character device is the open's business, not this check's.
+        var file = Path.Combine(_root, "f.img");
+        File.WriteAllBytes(file, [0]);
+        Assert.Null(Usage().WhyRefused(file));
+        Assert.Null(Usage().WhyRefused("/dev/null"));
+        Assert.Null(Usage().WhyRefused(Path.Combine(_root, "missing")));
+    }
+
+    [Fact]
     public void NoRootDiskWhenRootIsNotOnABlockDevice()
     {
         Assert.Null(new BlockDeviceUsage(Sys, Proc, (0, 31)).WhyRefused(8, 2));
