@@ -78,9 +78,6 @@ public sealed unsafe class BlockDeviceStore : IBackingStore
     /// <summary>The queue's discard_max_bytes: the most one BLKDISCARD takes without splitting.</summary>
     public long MaxUnmapBytes { get; }
 
-    /// <summary>Whether the device is an LVM (dm-thin) thin volume.</summary>
-    public bool IsThin => _thin is not null;
-
     public int UnmapGranularity => (int)Math.Min(_discardGranularity, 1 << 30);
 
     /// <summary>Opened O_DIRECT (<c>direct=1</c>).</summary>
