@@ -12,6 +12,8 @@ public sealed class CliContext
     public required ITargetcli Targetcli { get; init; }
     public required Func<IDaemonAdmin> Admin { get; init; }
     public LioConfigfs Configfs { get; init; } = new();
+    /// <summary>Runs lvm2's commands (lvs, lvcreate, lvextend, lvremove).</summary>
+    public ICommandRunner Commands { get; init; } = new ProcessRunner();
     public Func<string> NewNaaWwn { get; init; } = RandomNaaWwn;
     public TextReader In { get; init; } = Console.In;
     public TextWriter Out { get; init; } = Console.Out;
@@ -73,24 +75,48 @@ public static class Cli
     {
         var root = new RootCommand("Administer tcmu-shared-volume: shared volumes served to many initiators with their own SCSI-3 reservations.");
 
-        // volume create
-        var volume = new Command("volume", "Backing files and devices.");
-        var createPath = new Argument<string>("PATH") { Description = "Sparse file to create." };
-        var createSize = new Option<string>("--size") { Description = "Size, e.g. 10G (K, M, G, T = 1024^n).", Required = true };
-        var create = new Command("create", "Create a sparse backing file; never overwrites.") { createPath, createSize };
+        // volume create | resize | delete
+        var volume = new Command("volume", "Backing files and LVM logical volumes.");
+        var createPath = new Argument<string>("VOLUME")
+        {
+            Description = "Sparse file to create, or lvm:VG/NAME for an LVM logical volume (lvcreate) in volume group VG.",
+        };
+        var createSize = new Option<string>("--size") { Description = "Size, e.g. 10G (K, M, G, T = 1024^n); lvm rounds up to whole extents.", Required = true };
+        var thinOpt = new Option<string?>("--thin") { Description = "lvm:VG/NAME only: a thin LV in thin pool POOL of VG (UNMAP then frees pool space)." };
+        var create = new Command("create", "Create a sparse backing file or an LVM logical volume; never overwrites.") { createPath, createSize, thinOpt };
         create.SetAction(p =>
         {
-            long size = Volumes.ParseSize(p.GetValue(createSize)!);
-            var path = Volumes.Create(p.GetValue(createPath)!, size);
-            ctx.Out.WriteLine($"created {path} ({size} bytes, sparse)");
+            VolumeLifecycle.Create(ctx, p.GetValue(createPath)!, Volumes.ParseSize(p.GetValue(createSize)!), p.GetValue(thinOpt));
             return Ok;
         });
         volume.Add(create);
+
+        var resizePath = new Argument<string>("VOLUME") { Description = "Backing file, block device or lvm:VG/NAME." };
+        var resizeSize = new Option<string>("--size") { Description = "New size, e.g. 200G; growing only.", Required = true };
+        var resize = new Command("resize",
+            "Grow a volume (lvextend for an LV, sparse for a file) and every backstore serving it: each initiator is told CAPACITY DATA HAS CHANGED.")
+            { resizePath, resizeSize };
+        resize.SetAction(p =>
+        {
+            VolumeLifecycle.Resize(ctx, p.GetValue(resizePath)!, Volumes.ParseSize(p.GetValue(resizeSize)!));
+            return Ok;
+        });
+        volume.Add(resize);
+
+        var deletePath = new Argument<string>("VOLUME") { Description = "Backing file, LV device path or lvm:VG/NAME." };
+        var deleteYes = new Option<bool>("--yes") { Description = "Do not ask: the volume and all its data are gone." };
+        var delete = new Command("delete", "Delete a backing file or LV (lvremove); refused while it is exported, asks first.") { deletePath, deleteYes };
+        delete.SetAction(p =>
+        {
+            VolumeLifecycle.Delete(ctx, p.GetValue(deletePath)!, p.GetValue(deleteYes));
+            return Ok;
+        });
+        volume.Add(delete);
         root.Add(volume);
 
         // export iscsi | loopback
         var export = new Command("export", "Export a volume through LIO (runs targetcli).");
-        var volumeOpt = new Option<string>("--volume") { Description = "Backing file or block device.", Required = true };
+        var volumeOpt = new Option<string>("--volume") { Description = "Backing file, block device or lvm:VG/NAME.", Required = true };
         var nameOpt = new Option<string?>("--name") { Description = "Backstore name prefix (default: the file name)." };
 
         var targetOpt = new Option<string>("--target") { Description = "Target IQN to create.", Required = true };
@@ -160,7 +186,7 @@ public static class Cli
         export.Add(loopback);
         root.Add(export);
 
-        var unexportVolume = new Option<string>("--volume") { Description = "Backing file or block device.", Required = true };
+        var unexportVolume = new Option<string>("--volume") { Description = "Backing file, block device or lvm:VG/NAME.", Required = true };
         var unexport = new Command("unexport", "Remove every LUN and backstore of a volume (the file stays).") { unexportVolume };
         unexport.SetAction(p =>
         {

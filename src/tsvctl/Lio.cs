@@ -28,6 +28,19 @@ public sealed class LioConfigfs(string root = "/sys/kernel/config/target")
         return names;
     }
 
+    /// <summary>
+    /// Writes a backstore's dev_size. The kernel passes it to the daemon (a TCM-USER RECONFIG),
+    /// which grows the volume and reports CAPACITY DATA HAS CHANGED on every path; the write
+    /// fails with the daemon's errno when it refuses.
+    /// </summary>
+    public void SetDevSize(string backstore, long sizeBytes)
+    {
+        var dev = Directory.EnumerateDirectories(Path.Combine(Root, "core"), "user_*")
+            .Select(hba => Path.Combine(hba, backstore))
+            .FirstOrDefault(Directory.Exists) ?? throw new IOException($"backstore {backstore} is not in {Root}/core");
+        WriteAttribute(Path.Combine(dev, "attrib", "dev_size"), sizeBytes.ToString(System.Globalization.CultureInfo.InvariantCulture));
+    }
+
     private static string? ReadConfig(string dev)
     {
         // attrib/dev_config holds the string; info's "Config:" on kernels without that attribute.

@@ -26,20 +26,28 @@ public static partial class Volumes
     [GeneratedRegex("^([0-9]+)([KkMmGgTt]?)(?:i?[Bb])?$")]
     private static partial Regex SizeRegex();
 
-    /// <summary>The canonical absolute path targetcli and the daemon will see.</summary>
+    /// <summary>The canonical absolute path targetcli and the daemon will see; lvm:VG/NAME is /dev/VG/NAME.</summary>
     public static string Canonical(string path)
     {
         if (string.IsNullOrWhiteSpace(path)) throw new UsageException("volume path is empty");
+        if (LogicalVolume.Parse(path) is { } lv) return lv.DevicePath;
         var full = Path.GetFullPath(path);
         if (full.Any(c => char.IsWhiteSpace(c) || c is ';' or ':' or '%'))
             throw new UsageException($"volume path '{full}' contains whitespace, ';', ':' or '%', which a TCMU config string cannot carry");
         return full;
     }
 
-    /// <summary>Size of an existing regular file or block device.</summary>
+    /// <summary>Size of an existing regular file or block device. A block device that is mounted,
+    /// part of another device or a partition of the root disk is refused here already, with the
+    /// reason the daemon would log.</summary>
     public static long SizeOf(string path)
     {
-        if (BlockDeviceSize(path) is { } device) return device;
+        if (BlockDeviceSize(path) is { } device)
+        {
+            if (TcmuSharedVolume.Backends.BlockDeviceUsage.System.WhyRefused(path) is { } why)
+                throw new CliFailure($"{path} is in use: {why}; refusing to export it");
+            return device;
+        }
         var info = new FileInfo(path);
         if (!info.Exists) throw new CliFailure($"volume '{path}' does not exist (create it: tsvctl volume create {path} --size 10G)");
         if (info.Length == 0) throw new CliFailure($"volume '{path}' is empty");

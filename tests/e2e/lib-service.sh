@@ -56,3 +56,27 @@ new_disk() {
 }
 
 vpd80() { sg_inq -p 0x80 "$1" 2>/dev/null | sed -n 's/.*Unit serial number: *//p'; }
+
+TSVCTL=${TSVCTL:-$REPO/out/bin/tsvctl}
+
+# tsv ARGS...: tsvctl, failing the test on a non-zero exit; output in $out.
+tsv() {
+    local rc
+    out=$("$TSVCTL" "$@" 2>&1) && rc=0 || rc=$?
+    [ "$rc" = 0 ] || fail "tsvctl $*: exit $rc: $out"
+    echo "$out"
+}
+
+# tsv_fails WANT_RC ARGS...: tsvctl must exit WANT_RC with exactly one line on stderr and
+# leave LIO's configuration as it was.
+tsv_fails() {
+    local want=$1 rc before after; shift
+    before=$(targetcli ls / 2>&1)
+    "$TSVCTL" "$@" >/tmp/tsv.out 2>/tmp/tsv.err && rc=0 || rc=$?
+    after=$(targetcli ls / 2>&1)
+    [ "$rc" = "$want" ] || fail "tsvctl $*: exit $rc, expected $want; stderr: $(cat /tmp/tsv.err)"
+    [ "$(wc -l </tmp/tsv.err)" = 1 ] || fail "tsvctl $*: stderr is not one line: $(cat /tmp/tsv.err)"
+    grep -q '^tsvctl: ' /tmp/tsv.err || fail "tsvctl $*: stderr does not start with 'tsvctl: '"
+    [ "$before" = "$after" ] || { diff <(echo "$before") <(echo "$after"); fail "tsvctl $* changed LIO's configuration"; }
+    ok "tsvctl $* → exit $rc: $(cat /tmp/tsv.err)"
+}

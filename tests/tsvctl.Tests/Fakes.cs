@@ -18,6 +18,60 @@ public sealed class FakeTargetcli : ITargetcli
     }
 }
 
+/// <summary>
+/// lvm2 as tsvctl sees it: one volume group "vg" with a thin pool "pool", LVs in a dictionary,
+/// extents of 4 MiB. Records every command line; <see cref="Fail"/> makes one tool fail.
+/// </summary>
+public sealed class FakeLvm : ICommandRunner
+{
+    private const long Extent = 4 << 20;
+    public Dictionary<string, (long Size, string Type)> Volumes { get; } = new() { ["vg/pool"] = (1L << 30, "thin-pool") };
+    public List<string> Commands { get; } = [];
+    public string? Fail { get; set; }
+
+    public ToolResult Run(string executable, IReadOnlyList<string> args)
+    {
+        Commands.Add(executable + " " + string.Join(' ', args));
+        if (executable == Fail) return new ToolResult(5, "", "  WARNING: noise\n  Insufficient free space: 256 extents needed, but only 10 available\n");
+        string Value(string option) => args[args.ToList().IndexOf(option) + 1];
+        static long Bytes(string size) => (long.Parse(size.TrimEnd('b')) + Extent - 1) / Extent * Extent;
+        switch (executable)
+        {
+            case "lvs":
+            {
+                var name = args[^1];
+                if (name.StartsWith("/dev/", StringComparison.Ordinal))
+                {
+                    var key = name["/dev/".Length..];
+                    return Volumes.ContainsKey(key)
+                        ? new ToolResult(0, "  " + key.Replace('/', '|') + "\n", "")
+                        : new ToolResult(5, "", $"  Failed to find physical volume \"{name}\".\n");
+                }
+                if (!name.StartsWith("vg/", StringComparison.Ordinal))
+                    return new ToolResult(5, "", $"  Volume group \"{name.Split('/')[0]}\" not found\n");
+                return Volumes.TryGetValue(name, out var lv)
+                    ? new ToolResult(0, $"  {lv.Size}|{lv.Type}|{(lv.Type == "thin" ? "pool" : "")}\n", "")
+                    : new ToolResult(5, "", $"  Failed to find logical volume \"{name}\"\n");
+            }
+            case "lvcreate":
+            {
+                var name = $"{args[^1]}/{Value("--name")}";
+                if (Volumes.ContainsKey(name)) return new ToolResult(5, "", "  Logical Volume already exists\n");
+                Volumes[name] = args.Contains("--virtualsize") ? (Bytes(Value("--virtualsize")), "thin") : (Bytes(Value("--size")), "linear");
+                return new ToolResult(0, $"  Logical volume \"{name}\" created.\n", "");
+            }
+            case "lvextend":
+                Volumes[args[^1]] = (Bytes(Value("--size")), Volumes[args[^1]].Type);
+                return new ToolResult(0, "", "");
+            case "lvremove":
+                Volumes.Remove(args[^1]);
+                return new ToolResult(0, "", "");
+            default:
+                return new ToolResult(127, "", $"cannot run {executable}");
+        }
+    }
+}
+
 public sealed class FakeAdmin(string json) : IDaemonAdmin
 {
     public List<(string Volume, bool Confirm)> Cleared { get; } = [];
@@ -68,6 +122,7 @@ public sealed class Sandbox : IDisposable
     public string Dir { get; }
     public string Configfs { get; }
     public FakeTargetcli Targetcli { get; } = new();
+    public FakeLvm Lvm { get; } = new();
     public FakeAdmin Admin { get; set; } = new(AdminJsonContext.Serialize(new AdminStatus("0.1.0", [])));
     public StringWriter Out { get; } = new();
     public StringWriter Err { get; } = new();
@@ -84,6 +139,7 @@ public sealed class Sandbox : IDisposable
         Targetcli = Targetcli,
         Admin = () => Admin,
         Configfs = new LioConfigfs(Configfs),
+        Commands = Lvm,
         NewNaaWwn = () => $"naa.500140500000000{++_wwn}",
         In = new StringReader(Stdin),
         Out = Out,

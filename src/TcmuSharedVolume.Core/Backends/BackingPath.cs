@@ -15,9 +15,11 @@ public readonly record struct BackingObjectKey(bool IsBlockDevice, ulong Device,
     internal static BackingObjectKey Of(in StatBuffer st) =>
         st.IsBlockDevice ? new(true, st.Rdev, 0) : new(false, st.Dev, st.Ino);
 
-    public override string ToString() => IsBlockDevice
-        ? $"block device {(uint)(((Device >> 8) & 0xFFF) | ((Device >> 32) & ~0xFFFUL))}:{(uint)((Device & 0xFF) | ((Device >> 12) & ~0xFFUL))}"
-        : $"file {Device:x}:{Inode}";
+    /// <summary>gnu_dev_major/minor of <see cref="Device"/>.</summary>
+    public uint Major => (uint)(((Device >> 8) & 0xFFF) | ((Device >> 32) & ~0xFFFUL));
+    public uint Minor => (uint)((Device & 0xFF) | ((Device >> 12) & ~0xFFUL));
+
+    public override string ToString() => IsBlockDevice ? $"block device {Major}:{Minor}" : $"file {Device:x}:{Inode}";
 }
 
 /// <summary>
@@ -253,7 +255,8 @@ public sealed unsafe class BackingPath : IDisposable
     /// Opens the store for I/O. A missing file is created when <see cref="BackingStoreOptions.CreateSizeBytes"/>
     /// is given. A block device is opened O_EXCL: the kernel then refuses it while it is mounted,
     /// or held by device-mapper, md or another exclusive opener, so a mounted LV or the root
-    /// disk cannot be served to initiators by mistake.
+    /// disk cannot be served to initiators by mistake. Before that, <see cref="BlockDeviceUsage"/>
+    /// looks for a mount, a holder or the root disk, so that the refusal says which.
     /// </summary>
     public IBackingStore Open(BackingStoreOptions? options = null)
     {
@@ -289,7 +292,11 @@ public sealed unsafe class BackingPath : IDisposable
         {
             int flags = Libc.O_RDWR | Libc.O_NOFOLLOW | Libc.O_CLOEXEC;
             if (key.IsBlockDevice)
+            {
+                if (options.DeviceUsage.WhyRefused(key.Major, key.Minor) is { } why)
+                    throw new BackingStoreException($"{Path} is in use: {why}; refusing to serve it", Libc.EBUSY);
                 flags |= Libc.O_EXCL | (options.DirectIo ? Libc.O_DIRECT : 0);
+            }
             fd = Libc.openat(DirFd, _name!, flags, 0);
             if (fd < 0)
             {

@@ -14,8 +14,12 @@ public sealed record BackingStoreOptions
     public bool DirectIo { get; init; }
 
     /// <summary>Block devices only: the administrator states that discarded ranges read back as
-    /// zeroes (e.g. an LVM thin volume with chunk-aligned discards); enables LBPRZ.</summary>
+    /// zeroes (<c>discard_zeroes=1</c>); enables LBPRZ. An LVM thin LV whose pool zeroes new
+    /// blocks is recognised without it (<see cref="ThinVolume"/>).</summary>
     public bool DiscardZeroesData { get; init; }
+
+    /// <summary>Block devices only: where to look for what uses the device (tests give a fake sysfs).</summary>
+    public BlockDeviceUsage DeviceUsage { get; init; } = BlockDeviceUsage.System;
 
     public static BackingStoreOptions Default { get; } = new();
 }

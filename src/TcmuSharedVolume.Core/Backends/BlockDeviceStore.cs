@@ -7,7 +7,12 @@ namespace TcmuSharedVolume.Backends;
 /// <summary>
 /// A volume on a block device (an LVM logical volume, a partition, a whole disk).
 /// Size from BLKGETSIZE64; UNMAP = BLKDISCARD on the part aligned to the discard granularity
-/// plus BLKZEROOUT on the unaligned edges; WRITE SAME of zeroes = BLKZEROOUT.
+/// plus BLKZEROOUT on the unaligned edges; WRITE SAME of zeroes = BLKZEROOUT. The discard limits
+/// come from the device's queue in sysfs (<c>discard_granularity</c>, <c>discard_max_bytes</c>)
+/// and are advertised in VPD B0h. Discarded ranges read zeroes (LBPRZ) only on an LVM thin LV
+/// whose pool zeroes new blocks (<see cref="ThinVolume"/>), or when the administrator says so
+/// (<c>discard_zeroes=1</c>); there GET LBA STATUS reports what lies past the highest mapped block
+/// as deallocated (docs/operations.md, LVM).
 /// With <see cref="BackingStoreOptions.DirectIo"/> the device is opened O_DIRECT: iovecs that
 /// are aligned to the logical sector size (the TCMU data area is page-aligned, so nearly all
 /// are) go straight to the device; any other request is bounced through a per-thread aligned
@@ -25,8 +30,13 @@ public sealed unsafe class BlockDeviceStore : IBackingStore
     private readonly int _sectorSize;
     private readonly long _discardGranularity;
 
-    private BlockDeviceStore(int fd, long size, int sectorSize, bool direct, bool discard, long discardGranularity, bool discardZeroes)
+    private readonly ThinVolume? _thin;
+
+    private BlockDeviceStore(int fd, long size, int sectorSize, bool direct, bool discard, long discardGranularity, long discardMax,
+        bool discardZeroes, ThinVolume? thin)
     {
+        _thin = thin;
+        MaxUnmapBytes = discard ? discardMax : 0;
         _fd = fd;
         _size = size;
         _sectorSize = sectorSize;
@@ -60,11 +70,18 @@ public sealed unsafe class BlockDeviceStore : IBackingStore
     /// <summary>True when the device accepts discards (queue/discard_max_bytes &gt; 0).</summary>
     public bool SupportsUnmap { get; }
 
-    /// <summary>Only when the administrator says so: the kernel no longer promises that
-    /// discarded sectors read zeroes (BLKDISCARDZEROES always answers 0 since Linux 4.12).</summary>
+    /// <summary>On a thin LV whose pool zeroes new blocks, or when the administrator says so
+    /// (<c>discard_zeroes=1</c>): the kernel no longer tells whether discarded sectors read zeroes
+    /// (BLKDISCARDZEROES always answers 0 since Linux 4.12).</summary>
     public bool UnmapReadsZeroes { get; }
 
+    /// <summary>The queue's discard_max_bytes: the most one BLKDISCARD takes without splitting.</summary>
+    public long MaxUnmapBytes { get; }
+
     public int UnmapGranularity => (int)Math.Min(_discardGranularity, 1 << 30);
+
+    /// <summary>Opened O_DIRECT (<c>direct=1</c>).</summary>
+    public bool IsDirect => _direct;
 
     /// <summary>Logical sector size of the device (BLKSSZGET).</summary>
     public int LogicalSectorSize => _sectorSize;
@@ -111,8 +128,10 @@ public sealed unsafe class BlockDeviceStore : IBackingStore
         string queue = $"/sys/dev/block/{st.RdevMajor}:{st.RdevMinor}/queue/";
         long discardMax = ReadSysfsNumber(queue + "discard_max_bytes");
         long granularity = ReadSysfsNumber(queue + "discard_granularity");
+        var thin = ThinVolume.Of(st.RdevMajor, st.RdevMinor);
         return new BlockDeviceStore(fd, (long)size, sector, options.DirectIo, discardMax > 0,
-            granularity > 0 ? granularity : sector, options.DiscardZeroesData);
+            granularity > 0 ? granularity : sector, discardMax,
+            options.DiscardZeroesData || thin is { DiscardReadsZeroes: true }, thin);
     }
 
     private static long ReadSysfsNumber(string file)
@@ -172,11 +191,21 @@ public sealed unsafe class BlockDeviceStore : IBackingStore
         if (length != 0) ZeroOut(offset, length);
     }
 
-    /// <summary>Block devices have no holes that userspace can see: everything is mapped.</summary>
+    /// <summary>
+    /// A block device shows userspace no holes (SEEK_DATA on it answers "data" everywhere), so
+    /// everything is mapped, except on a thin LV: there the thin target's status gives the end
+    /// of its highest mapped block, and everything beyond is deallocated. Unmapped chunks below
+    /// it are reported mapped ("mapped or unknown"): only the pool's metadata knows them, and
+    /// reading that needs a metadata snapshot and thin_dump (docs/operations.md, LVM).
+    /// </summary>
     public AllocationState GetAllocation(long offset, out long runLength)
     {
-        if ((ulong)offset >= (ulong)SizeBytes) throw new ArgumentOutOfRangeException(nameof(offset));
-        runLength = SizeBytes - offset;
+        long size = SizeBytes;
+        if ((ulong)offset >= (ulong)size) throw new ArgumentOutOfRangeException(nameof(offset));
+        runLength = size - offset;
+        if (_thin?.MappedEndBytes() is not { } mappedEnd) return AllocationState.Mapped;
+        if (offset >= mappedEnd) return AllocationState.Deallocated;
+        runLength = Math.Min(mappedEnd, size) - offset;
         return AllocationState.Mapped;
     }
 

@@ -52,6 +52,10 @@ public interface IBackingStore : IDisposable
     long CompareAndWrite(ReadOnlySpan<byte> compare, ReadOnlySpan<byte> write, long offset, bool forceUnitAccess) =>
         throw new BackingStoreException("this backing store has no atomic compare and write", 95);
 
+    /// <summary>The most one deallocation should cover, in bytes (a block device's
+    /// discard_max_bytes); 0 when the store sets no limit. Bounds MAXIMUM UNMAP LBA COUNT.</summary>
+    long MaxUnmapBytes => 0;
+
     void Read(ReadOnlySpan<IoVec> destination, long offset);
     void Write(ReadOnlySpan<IoVec> source, long offset, bool forceUnitAccess);
     void Read(Span<byte> destination, long offset);

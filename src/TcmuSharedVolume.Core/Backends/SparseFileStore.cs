@@ -58,13 +58,13 @@ public sealed unsafe class SparseFileStore : IBackingStore
     /// <summary>st_blksize: the file system block, the unit in which holes are punched.</summary>
     public int UnmapGranularity { get; }
 
-    /// <summary>st_blksize, at most 4 KiB: writes below the file system block (and below a page
-    /// of the page cache) are read-modify-write. Larger st_blksize values (NFS, some FUSE file
-    /// systems: up to megabytes) are a preferred transfer size, not a unit of atomic writes,
-    /// and would make initiators align everything to them.</summary>
-    public int PhysicalBlockSize => Math.Min(UnmapGranularity, MaxPhysicalBlockSize);
-
-    private const int MaxPhysicalBlockSize = 4096;
+    /// <summary>
+    /// Not claimed (0, so READ CAPACITY(16) reports exponent 0). The file system block (st_blksize,
+    /// at most 4 KiB) would be the honest answer, but with 4 KiB physical blocks libiscsi's
+    /// GET LBA STATUS UnmapSingle finds a descriptor that does not start at the requested LBA,
+    /// which is not yet diagnosed; until it is, files claim nothing.
+    /// </summary>
+    public int PhysicalBlockSize => 0;
 
     /// <summary>Opens (and if asked, creates, mode 0600) the file; see <see cref="BackingPath"/>.</summary>
     public static SparseFileStore Open(string path, BackingStoreOptions? options = null)

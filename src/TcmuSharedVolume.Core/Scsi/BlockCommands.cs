@@ -674,9 +674,9 @@ public static class BlockCommands
         // Byte 13 bits 3-0: LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT. Bytes 14-15: LOWEST
         // ALIGNED LOGICAL BLOCK ADDRESS 0, since the volume starts at offset 0 of the file or
         // device, which is physically aligned. Byte 14 bits 7-6: LBPME, LBPRZ.
-        // Reported as 0 for now: with 4 KiB physical blocks libiscsi's GET LBA STATUS UnmapSingle
-        // found a descriptor that does not start at the requested LBA (not yet diagnosed).
-        b[13] = 0;
+        // Files claim no physical block (SparseFileStore.PhysicalBlockSize); block devices report
+        // theirs (BLKPBSZGET).
+        b[13] = (byte)BlockLimitsOf.LogicalBlocksPerPhysicalBlockExponent(v);
         if (v.Store.SupportsUnmap)
         {
             b[14] = 0x80;

@@ -207,7 +207,13 @@ internal static class BlockLimitsOf
 
     public static uint MaxTransferBlocks(Volume v) => (uint)Math.Max(1, v.MaxTransferBytes / v.BlockSize);
 
-    public static uint MaxUnmapBlocks(Volume v) => (uint)Math.Min(MaxUnmapBytes / v.BlockSize, MaxUnmapBlocksCeiling);
+    /// <summary>MAXIMUM UNMAP LBA COUNT: 1 GiB, or less where the device's queue takes less in one
+    /// discard (discard_max_bytes), at least one unmap granule.</summary>
+    public static uint MaxUnmapBlocks(Volume v)
+    {
+        long bytes = v.Store.MaxUnmapBytes is > 0 and var device ? Math.Min(device, MaxUnmapBytes) : MaxUnmapBytes;
+        return (uint)Math.Clamp(bytes / v.BlockSize, Math.Min(UnmapGranularityBlocks(v), MaxUnmapBlocksCeiling), MaxUnmapBlocksCeiling);
+    }
 
     public static ulong MaxWriteSameBlocks(Volume v) => Math.Min((ulong)(MaxUnmapBytes / v.BlockSize), MaxWriteSameBlocksCeiling);
 

@@ -5,7 +5,7 @@ namespace TcmuSharedVolume.Volumes;
 
 public sealed partial class VolumeConfig
 {
-    private const string KnownOptions = "size, serial, initiator, target, rtpi, direct, preallocate, abort_timeout";
+    private const string KnownOptions = "size, serial, initiator, target, rtpi, direct, discard_zeroes, preallocate, abort_timeout";
 
     public static VolumeConfig Parse(string devConfig) =>
         TryParse(devConfig, out var config, out var reason) ? config : throw new FormatException(reason);
@@ -51,7 +51,7 @@ public sealed partial class VolumeConfig
             if (item.IsEmpty) continue;
             int eq = item.IndexOf('=');
             var key = (eq < 0 ? item : item[..eq]).Trim().ToString().ToLowerInvariant();
-            if (key is not ("size" or "serial" or "initiator" or "target" or "rtpi" or "direct" or "preallocate" or "abort_timeout"))
+            if (key is not ("size" or "serial" or "initiator" or "target" or "rtpi" or "direct" or "discard_zeroes" or "preallocate" or "abort_timeout"))
             {
                 reason = $"unknown option '{key}': known options are {KnownOptions}";
                 return false;
@@ -135,6 +135,14 @@ public sealed partial class VolumeConfig
                     return false;
                 }
                 Direct = direct;
+                return true;
+            case "discard_zeroes":
+                if (!ConfigString.TryParseFlag(value, out var zeroes))
+                {
+                    reason = $"discard_zeroes={value} must be 0 or 1";
+                    return false;
+                }
+                DiscardZeroes = zeroes;
                 return true;
             case "abort_timeout":
                 if (!ConfigString.TryParseUInt(value, out var seconds) || seconds is 0 or > MaxAbortTimeoutSeconds)

@@ -11,7 +11,8 @@ namespace TcmuSharedVolume.Volumes;
 /// <para>Options: <c>size=</c> (bytes or K/M/G/T; creates the sparse file if it is missing; an
 /// existing file keeps its size), <c>serial=</c> (the volume's unit serial), <c>initiator=</c>,
 /// <c>target=</c> and <c>rtpi=</c> (an explicit I_T nexus, overriding what configfs says),
-/// <c>direct=1</c> (O_DIRECT, block devices only), <c>preallocate=1</c> (allocate the whole
+/// <c>direct=1</c> (O_DIRECT, block devices only), <c>discard_zeroes=1</c> (a block device's
+/// discarded ranges read zeroes: LBPRZ), <c>preallocate=1</c> (allocate the whole
 /// file when size= creates it).</para>
 /// <para>A Ceph RBD image instead of a path: <c>sharedvol/rbd/POOL/IMAGE</c>, with <c>ceph_conf=</c>
 /// and <c>ceph_id=</c> (<see cref="RbdLocation"/>).</para>
@@ -55,6 +56,10 @@ public sealed partial class VolumeConfig
     public RbdLocation? Rbd { get; private init; }
 
     public bool Direct { get; private set; }
+
+    /// <summary><c>discard_zeroes=1</c>: the administrator states that the block device reads
+    /// zeroes where it was discarded (LBPRZ); a thin LV is recognised without it.</summary>
+    public bool DiscardZeroes { get; private set; }
 
     public bool Preallocate { get; private set; }
 
@@ -108,6 +113,8 @@ public sealed partial class VolumeConfig
             return (false, $"{Path} is not a block device");
         if (Direct)
             return (false, $"direct=1 is only for block devices, and {Path} is a file");
+        if (DiscardZeroes)
+            return (false, $"discard_zeroes=1 is only for block devices, and {Path} is a file (a file's punched holes read zeroes anyway)");
         if (new FileInfo(Path).Length == 0)
             return (false, $"{Path} is empty: give it a size (truncate -s) or remove it and give size=");
         return (true, null);

@@ -73,7 +73,17 @@ public sealed class VolumeOpener
             CreateSizeBytes = config.SizeBytes,
             Preallocate = config.Preallocate,
             DirectIo = config.Direct,
+            DiscardZeroesData = config.DiscardZeroes,
         });
+        if (store is BlockDeviceStore { IsDirect: true } device && blockSize % device.LogicalSectorSize != 0)
+        {
+            // O_DIRECT moves whole logical blocks of the device: a smaller or misaligned SCSI block
+            // would fail (EINVAL) on the first single-block write.
+            store.Dispose();
+            throw new BackingStoreException(
+                $"{config.Path}: direct=1 needs hw_block_size to be a multiple of the device's logical block size " +
+                $"({device.LogicalSectorSize} bytes), and it is {blockSize}; set hw_block_size={device.LogicalSectorSize} or drop direct=1", 22);
+        }
         store = _wrapStore(store);
         Volume volume;
         try

@@ -60,7 +60,7 @@ public sealed unsafe class TcmuService : IDisposable
 
     /// <summary>Shown by <c>targetcli /backstores/user:sharedvol help create</c>.</summary>
     public const string ConfigDesc =
-        "sharedvol/<absolute path>[;size=<n>[K|M|G|T]][;serial=<s>][;initiator=<iqn>]\n" +
+        "sharedvol/<absolute path>[;size=<n>[K|M|G|T]][;serial=<s>][;initiator=<iqn>][;direct=1][;discard_zeroes=1]\n" +
         "A shared volume: a sparse file or a block device (LVM LV) served to many initiators, with its\n" +
         "own SCSI-3 persistent reservation table kept by tcmu-shared-volume (not by LIO).\n" +
         "Create one backstore per initiator (per I_T nexus), all naming the same path; their\n" +
@@ -71,17 +71,21 @@ public sealed unsafe class TcmuService : IDisposable
         "  initiator  the one initiator allowed on this backstore; write ':' as %3A, since the\n" +
         "             config string may not contain ':' (e.g. iqn.2024-01.org.example%3Anode1).\n" +
         "             Without it, the initiator is taken from the LIO ACL that maps this backstore.\n" +
+        "  direct     1: open a block device O_DIRECT (hw_block_size a multiple of its logical block).\n" +
+        "  discard_zeroes  1: the block device reads zeroes where discarded (LBPRZ); an LVM thin LV\n" +
+        "             whose pool zeroes new blocks is recognised without it.\n" +
         "  abort_timeout  seconds PREEMPT AND ABORT waits for the fenced node's commands before it\n" +
         "             fails (1-25, default 20); below the initiators' command timeout.\n" +
         "Or a Ceph RBD image: sharedvol/rbd/<pool>/<image>[;ceph_conf=<path>][;ceph_id=<id>][;serial=...]\n" +
         "  ceph_conf  the cluster's ceph.conf, absolute (default: librados' search, /etc/ceph/ceph.conf).\n" +
         "  ceph_id    the Ceph client without 'client.' (default admin); its key from the keyring\n" +
         "             ceph.conf names. The image must exist (rbd create).\n" +
-        "Easier: tsvctl export iscsi --volume PATH --target IQN --initiator IQN ...";
+        "Easier: tsvctl volume create lvm:VG/NAME --size 100G --thin POOL, then\n" +
+        "tsvctl export iscsi --volume lvm:VG/NAME --target IQN --initiator IQN ...";
 
     private const string ChangeMediumMessage =
         "ChangeMedium is not supported by sharedvol: a shared volume's medium is fixed; " +
-        "to resize, grow the backing file or LV and write dev_size on every backstore of the volume";
+        "to resize, run tsvctl volume resize (or grow the backing file or LV and write dev_size on every backstore of the volume)";
 
     private const string ErrorFailed = "org.freedesktop.DBus.Error.Failed";
 

@@ -39,11 +39,11 @@ public sealed class BlockDeviceStoreTests : IDisposable
         return output;
     }
 
-    private string CreateLoop(long size)
+    private string CreateLoop(long size, int sectorSize = 512)
     {
         string file = Path.Combine(_f.Directory, "lv.img");
         using (var fs = new FileStream(file, FileMode.CreateNew)) fs.SetLength(size);
-        _loop = Losetup("-f", "--show", file);
+        _loop = Losetup("-f", "--show", "--sector-size", sectorSize.ToString(), file);
         return _loop;
     }
 
@@ -126,5 +126,36 @@ public sealed class BlockDeviceStoreTests : IDisposable
         var r = ScsiFixture.In(path, Cdb.Read10(16, 8), 8 * 512, segments: 3);
         r.AssertGood();
         Assert.Equal(bytes, r.DataIn);
+    }
+
+    [LoopDeviceFact]
+    public void DirectIoNeedsWholeLogicalBlocksOfTheDevice()
+    {
+        // A 4Kn device: O_DIRECT moves whole 4 KiB blocks, so a 512-byte volume is refused at
+        // open with the reason, not with EINVAL on its first single-block write.
+        string dev = CreateLoop(8 << 20, sectorSize: 4096);
+        var opener = new VolumeOpener(Path.Combine(_f.Directory, "state"));
+        var e = Assert.Throws<BackingStoreException>(() => opener.GetOrOpen(VolumeConfig.Parse($"sharedvol/{dev};direct=1"), 512, _ => false));
+        Assert.Contains("direct=1 needs hw_block_size to be a multiple of the device's logical block size (4096 bytes), and it is 512", e.Message);
+        using var ok = opener.GetOrOpen(VolumeConfig.Parse($"sharedvol/{dev};direct=1"), 4096, _ => false);
+        Assert.Equal(4096, ((BlockDeviceStore)ok.Store).LogicalSectorSize);
+        // Without O_DIRECT the page cache makes 512-byte blocks work on it.
+        ok.Dispose();
+        using var buffered = opener.GetOrOpen(VolumeConfig.Parse($"sharedvol/{dev}"), 512, _ => false);
+    }
+
+    [LoopDeviceFact]
+    public void TheQueuesDiscardLimitsAreTheStoresAndLbprzNeedsTheAdministratorOnAPlainDevice()
+    {
+        string dev = CreateLoop(8 << 20);
+        string queue = $"/sys/class/block/{Path.GetFileName(dev)}/queue/";
+        long max = long.Parse(File.ReadAllText(queue + "discard_max_bytes").Trim());
+        using (var plain = BlockDeviceStore.Open(dev))
+        {
+            Assert.Equal(max > 0 ? max : 0, plain.MaxUnmapBytes);
+            Assert.False(plain.UnmapReadsZeroes); // a loop device is no dm-thin LV
+        }
+        using var stated = BlockDeviceStore.Open(dev, new BackingStoreOptions { DiscardZeroesData = true });
+        Assert.Equal(stated.SupportsUnmap, stated.UnmapReadsZeroes);
     }
 }

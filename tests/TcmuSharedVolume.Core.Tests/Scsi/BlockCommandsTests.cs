@@ -579,6 +579,7 @@ public sealed class BlockCommandsTests : IDisposable
         Assert.Equal(0x80 | 0x40, r16.DataIn[14] & 0xC0); // LBPME, LBPRZ
         Assert.Equal(0, r16.DataIn[14] & 0x3F); // LOWEST ALIGNED LOGICAL BLOCK ADDRESS
         Assert.Equal(0, r16.DataIn[15]);
+        Assert.Equal(0, r16.DataIn[13] & 0x0F); // a file claims no physical block
 
         _store.Unmappable = false;
         Assert.Equal(0, In(_a, Cdb.ServiceActionIn16(OperationCode.ServiceActionReadCapacity16, 0, 32), 32).DataIn[14] & 0xC0);
@@ -603,9 +604,8 @@ public sealed class BlockCommandsTests : IDisposable
         var r16 = In(p, Cdb.ServiceActionIn16(OperationCode.ServiceActionReadCapacity16, 0, 32), 32);
         r16.AssertGood();
         Assert.Equal(exponent, BlockLimitsOf.LogicalBlocksPerPhysicalBlockExponent(v));
-        // Not reported yet (see BlockCommands' READ CAPACITY(16)): libiscsi's GET LBA STATUS
-        // UnmapSingle fails with 4 KiB physical blocks; until that is understood, claim nothing.
-        Assert.Equal(0, r16.DataIn[13] & 0x0F);
+        // Reported as the store says: block devices give BLKPBSZGET, files claim 0.
+        Assert.Equal(exponent, r16.DataIn[13] & 0x0F);
         Assert.Equal(0, r16.DataIn[14] & 0x3F);
     }
 

@@ -154,6 +154,20 @@ public sealed class PrimaryCommandsTests : IDisposable
         Assert.Equal(0xFFFFul, BinaryPrimitives.ReadUInt64BigEndian(d.AsSpan(36))); // MAXIMUM WRITE SAME LENGTH, as LIO
     }
 
+    [Theory]
+    [InlineData(64L << 10, 65536, 128u, 128u)]    // a thin LV: 64 KiB chunks, 64 KiB per discard
+    [InlineData(4L << 30, 65536, 1u << 20, 128u)] // the device takes more than the 1 GiB ceiling
+    [InlineData(512L, 4096, 8u, 8u)]              // never below one unmap granule
+    public void UnmapLimitsComeFromTheDevicesQueue(long discardMax, int granularity, uint maxBlocks, uint granularityBlocks)
+    {
+        // discard_max_bytes and discard_granularity of the device's queue, in VPD B0h (512-byte blocks).
+        var v = _f.CreateVolume(8 << 20, name: $"q{discardMax}-{granularity}",
+            wrap: s => new FaultStore(s) { MaxUnmapBytesOverride = discardMax, UnmapGranularityOverride = granularity });
+        var d = Vpd(v.AddPath("q", null), 0xB0);
+        Assert.Equal(maxBlocks, BinaryPrimitives.ReadUInt32BigEndian(d.AsSpan(20)));
+        Assert.Equal(granularityBlocks, BinaryPrimitives.ReadUInt32BigEndian(d.AsSpan(28)));
+    }
+
     [Fact]
     public void ProvisioningPageFollowsTheStore()
     {

@@ -315,6 +315,8 @@ public sealed class FaultStore(IBackingStore inner) : IBackingStore
     public bool? Unmappable { get; set; }
     public int? PhysicalBlockSizeOverride { get; set; }
     public Action? BeforeWrite { get; set; }
+    public long? MaxUnmapBytesOverride { get; set; }
+    public int? UnmapGranularityOverride { get; set; }
     public int Flushes;
     public int FuaWrites;
     public int PlainWrites;
@@ -322,8 +324,9 @@ public sealed class FaultStore(IBackingStore inner) : IBackingStore
     public long SizeBytes => inner.SizeBytes;
     public bool SupportsUnmap => Unmappable ?? inner.SupportsUnmap;
     public bool UnmapReadsZeroes => SupportsUnmap && inner.UnmapReadsZeroes;
-    public int UnmapGranularity => inner.UnmapGranularity;
+    public int UnmapGranularity => UnmapGranularityOverride ?? inner.UnmapGranularity;
     public int PhysicalBlockSize => PhysicalBlockSizeOverride ?? inner.PhysicalBlockSize;
+    public long MaxUnmapBytes => MaxUnmapBytesOverride ?? inner.MaxUnmapBytes;
 
     private void FailRead() { if (ReadErrno is { } e) throw new BackingStoreException("injected read error", e); }
     private void FailWrite(bool fua)

@@ -47,6 +47,7 @@ public sealed class VolumeConfigTests : IDisposable
     [InlineData("sharedvol//srv/x.img;colour=blue", "unknown option 'colour'")]
     [InlineData("sharedvol//srv/x.img;direct", "needs a value")]
     [InlineData("sharedvol//srv/x.img;direct=yes", "direct=yes must be 0 or 1")]
+    [InlineData("sharedvol//srv/x.img;discard_zeroes=2", "discard_zeroes=2 must be 0 or 1")]
     [InlineData("sharedvol//srv/x.img;size=1G;size=2G", "given twice")]
     [InlineData("sharedvol//srv/x%3Gy.img", "bad escape '%3G'")]
     [InlineData("sharedvol//srv/x.img%4", "bad escape '%4'")]
@@ -173,6 +174,19 @@ public sealed class VolumeConfigTests : IDisposable
         var (ok, reason) = VolumeConfig.Parse($"sharedvol/{path};direct=1").Validate();
         Assert.False(ok);
         Assert.Contains("direct=1 is only for block devices", reason);
+    }
+
+    [Fact]
+    public void DiscardZeroesIsOnlyForBlockDevices()
+    {
+        var path = Path.Combine(_dir, "z.img");
+        File.WriteAllBytes(path, new byte[4096]);
+        var c = VolumeConfig.Parse($"sharedvol/{path};discard_zeroes=1");
+        Assert.True(c.DiscardZeroes);
+        Assert.Contains("discard_zeroes=1 is only for block devices", c.Validate().Reason);
+        var sys = Directory.CreateDirectory(Path.Combine(_dir, "sys-z", "null")).Parent!.FullName;
+        Assert.Equal((true, (string?)null), VolumeConfig.Parse("sharedvol//dev/null;discard_zeroes=1").Validate(sys));
+        Assert.False(VolumeConfig.Parse("sharedvol//dev/null").DiscardZeroes);
     }
 
     [Fact]
