@@ -129,19 +129,11 @@ public sealed partial class VolumeConfig
                 RelativeTargetPortId = (ushort)rtpi;
                 return true;
             case "direct":
-                if (!ConfigString.TryParseFlag(value, out var direct))
-                {
-                    reason = $"direct={value} must be 0 or 1";
-                    return false;
-                }
+                if (!TryFlag(key, value, out var direct, out reason)) return false;
                 Direct = direct;
                 return true;
             case "discard_zeroes":
-                if (!ConfigString.TryParseFlag(value, out var zeroes))
-                {
-                    reason = $"discard_zeroes={value} must be 0 or 1";
-                    return false;
-                }
+                if (!TryFlag(key, value, out var zeroes, out reason)) return false;
                 DiscardZeroes = zeroes;
                 return true;
             case "abort_timeout":
@@ -153,14 +145,16 @@ public sealed partial class VolumeConfig
                 AbortTimeout = TimeSpan.FromSeconds(seconds);
                 return true;
             default: // preallocate
-                if (!ConfigString.TryParseFlag(value, out var pre))
-                {
-                    reason = $"preallocate={value} must be 0 or 1";
-                    return false;
-                }
+                if (!TryFlag(key, value, out var pre, out reason)) return false;
                 Preallocate = pre;
                 return true;
         }
+    }
+
+    private static bool TryFlag(string key, string value, out bool flag, [NotNullWhen(false)] out string? reason)
+    {
+        reason = ConfigString.TryParseFlag(value, out flag) ? null : $"{key}={value} must be 0 or 1";
+        return reason is null;
     }
 
     private static bool TryNormalisePath(string path, [NotNullWhen(true)] out string? normalised, [NotNullWhen(false)] out string? reason)
