@@ -21,7 +21,7 @@ internal static class AdminStatusBuilder
             {
                 bool allRegistrants = type is PersistentReservationType.WriteExclusiveAllRegistrants or PersistentReservationType.ExclusiveAccessAllRegistrants;
                 var holder = snap.Registrations.FirstOrDefault(r => r.IsHolder);
-                res = new PersistentReservationStatus(TypeName(type), allRegistrants ? null : snap.Holder?.Initiator.Name,
+                res = new PersistentReservationStatus(type.DisplayName(), allRegistrants ? null : snap.Holder?.Initiator.Name,
                     allRegistrants ? Key(0) : Key(holder?.Key ?? 0));
             }
             volumes.Add(new VolumeStatus(v.BackingPath, v.Identity.UnitSerial, v.Store.SizeBytes, v.BlockSize, paths,
@@ -49,15 +49,4 @@ internal static class AdminStatusBuilder
     }
 
     private static string Key(ulong key) => key.ToString("x16", CultureInfo.InvariantCulture);
-
-    private static string TypeName(PersistentReservationType type) => type switch
-    {
-        PersistentReservationType.WriteExclusive => "Write Exclusive",
-        PersistentReservationType.ExclusiveAccess => "Exclusive Access",
-        PersistentReservationType.WriteExclusiveRegistrantsOnly => "Write Exclusive - Registrants Only",
-        PersistentReservationType.ExclusiveAccessRegistrantsOnly => "Exclusive Access - Registrants Only",
-        PersistentReservationType.WriteExclusiveAllRegistrants => "Write Exclusive - All Registrants",
-        PersistentReservationType.ExclusiveAccessAllRegistrants => "Exclusive Access - All Registrants",
-        _ => type.ToString(),
-    };
 }

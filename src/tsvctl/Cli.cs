@@ -11,6 +11,7 @@ public sealed class CliContext
 {
     public required ITargetcli Targetcli { get; init; }
     public required Func<IDaemonAdmin> Admin { get; init; }
+    public IJournalReader Journal { get; init; } = new ProcessJournalctl();
     public LioConfigfs Configfs { get; init; } = new();
     public Func<string> NewNaaWwn { get; init; } = RandomNaaWwn;
     public TextReader In { get; init; } = Console.In;
@@ -211,8 +212,25 @@ public static class Cli
             ctx.Out.WriteLine(message);
             return Ok;
         });
+        var historyVolume = new Argument<string>("VOLUME") { Description = "Backing path or unit serial." };
+        var history = new Command("history", "Every reservation change of a volume, from the journal: who registered, reserved, preempted whom.") { historyVolume };
+        history.SetAction(p =>
+        {
+            string volumeArg = p.GetValue(historyVolume)!;
+            string key = volumeArg.StartsWith('/') ? Path.GetFullPath(volumeArg) : volumeArg;
+            var entries = History.Parse(ctx.Journal.Read(History.JournalctlArguments(key)));
+            if (entries.Count == 0)
+            {
+                ctx.Out.WriteLine($"no reservation changes of {key} in the journal " +
+                                  "(the journal keeps those it can see: run as root or in group systemd-journal)");
+                return Ok;
+            }
+            ctx.Out.WriteLine(History.Render(entries));
+            return Ok;
+        });
         pr.Add(show);
         pr.Add(clear);
+        pr.Add(history);
         root.Add(pr);
         return root;
     }

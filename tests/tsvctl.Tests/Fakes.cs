@@ -35,6 +35,19 @@ public sealed class FakeAdmin(string json) : IDaemonAdmin
     public void Dispose() => Disposed = true;
 }
 
+/// <summary>Answers journalctl with canned output and records the arguments it was given.</summary>
+public sealed class FakeJournal(string output = "") : IJournalReader
+{
+    public string Output { get; set; } = output;
+    public List<IReadOnlyList<string>> Calls { get; } = [];
+
+    public string Read(IReadOnlyList<string> arguments)
+    {
+        Calls.Add(arguments);
+        return Output;
+    }
+}
+
 /// <summary>A temp directory for volumes and a fake configfs tree; the context tsvctl runs in.</summary>
 public sealed class Sandbox : IDisposable
 {
@@ -68,6 +81,7 @@ public sealed class Sandbox : IDisposable
     public string Dir { get; }
     public string Configfs { get; }
     public FakeTargetcli Targetcli { get; } = new();
+    public FakeJournal Journal { get; } = new();
     public FakeAdmin Admin { get; set; } = new(AdminJsonContext.Serialize(new AdminStatus("0.1.0", [])));
     public StringWriter Out { get; } = new();
     public StringWriter Err { get; } = new();
@@ -83,6 +97,7 @@ public sealed class Sandbox : IDisposable
     {
         Targetcli = Targetcli,
         Admin = () => Admin,
+        Journal = Journal,
         Configfs = new LioConfigfs(Configfs),
         NewNaaWwn = () => $"naa.500140500000000{++_wwn}",
         In = new StringReader(Stdin),
