@@ -13,7 +13,10 @@ internal static class AdminStatusBuilder
         var volumes = new List<VolumeStatus>();
         foreach (var v in devices.Volumes)
         {
-            var paths = v.Paths.Select(p => new PathStatus(p.Name, p.Nexus?.Initiator.Name, p.Nexus?.Target.Name, p.UnboundReason)).ToList();
+            var paths = v.Paths.Select(p => new PathStatus(p.Name, p.Nexus?.Initiator.Name, p.Nexus?.Target.Name, p.UnboundReason)
+            {
+                Counters = Counters(p),
+            }).ToList();
             var snap = v.Reservations.Snapshot();
             var regs = snap.Registrations.Select(r => new RegistrationStatus(r.Nexus.Initiator.Name, r.Nexus.Target.Name, Key(r.Key))).ToList();
             PersistentReservationStatus? res = null;
@@ -27,7 +30,11 @@ internal static class AdminStatusBuilder
             volumes.Add(new VolumeStatus(v.BackingPath, v.Identity.UnitSerial, v.Store.SizeBytes, v.BlockSize, paths,
                 new ReservationStatus(snap.Generation, snap.Aptpl, regs, res, snap.Spc2Holder?.Initiator.Name)));
         }
-        return new AdminStatus(Program.Version, volumes);
+        return new AdminStatus(Program.Version, volumes)
+        {
+            UptimeSeconds = Program.Started.Elapsed.TotalSeconds,
+            LatencyBucketBounds = PathMetrics.LatencyBucketBounds,
+        };
     }
 
     public static (bool Ok, string Message) Clear(DeviceManager devices, string volume)
@@ -46,6 +53,12 @@ internal static class AdminStatusBuilder
         }
         Log.Warning($"{v.BackingPath}: reservations and registrations cleared by the administrator");
         return (true, $"cleared reservations and registrations of {v.BackingPath}");
+    }
+
+    private static PathCounters Counters(TcmuSharedVolume.Volumes.VolumePath p)
+    {
+        var m = p.Metrics.Snapshot();
+        return new PathCounters(m.Commands, m.ReadBytes, m.WrittenBytes, p.InFlight, m.LatencyBuckets);
     }
 
     private static string Key(ulong key) => key.ToString("x16", CultureInfo.InvariantCulture);

@@ -18,6 +18,9 @@ public sealed class CliContext
     public TextWriter Out { get; init; } = Console.Out;
     public TextWriter Error { get; init; } = Console.Error;
 
+    /// <summary>Waits between two refreshes of status --watch (tests do not wait).</summary>
+    public Action<TimeSpan, CancellationToken> Sleep { get; init; } = (t, stop) => stop.WaitHandle.WaitOne(t);
+
     /// <summary>NAA type 5 with LIO's OUI 00-14-05, as rtslib generates them.</summary>
     public static string RandomNaaWwn() =>
         "naa.5001405" + Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(5))[..9];
@@ -174,9 +177,21 @@ public static class Cli
 
         // status
         var jsonOpt = new Option<bool>("--json") { Description = "Machine-readable output." };
-        var status = new Command("status", "What the daemon serves: volumes, paths, reservations.") { jsonOpt };
+        var watchOpt = new Option<bool>("--watch") { Description = "A live table, refreshed every --interval: IOPS, MiB/s and p99 latency per path, registrations, holder." };
+        var intervalOpt = new Option<double>("--interval") { Description = "Seconds between refreshes of --watch (0.5 to 3600).", DefaultValueFactory = _ => 2 };
+        var countOpt = new Option<int>("--count") { Description = "Stop --watch after this many tables (0: until Ctrl-C).", DefaultValueFactory = _ => 0 };
+        var status = new Command("status", "What the daemon serves: volumes, paths, reservations.") { jsonOpt, watchOpt, intervalOpt, countOpt };
         status.SetAction(p =>
         {
+            if (p.GetValue(watchOpt))
+            {
+                if (p.GetValue(jsonOpt)) throw new UsageException("--watch and --json exclude each other (--json shows the counters once)");
+                double interval = p.GetValue(intervalOpt);
+                if (interval is < 0.5 or > 3600 || double.IsNaN(interval)) throw new UsageException("--interval must be from 0.5 to 3600 seconds");
+                int count = p.GetValue(countOpt);
+                if (count < 0) throw new UsageException("--count must be 0 or more");
+                return Watch.Run(ctx, () => Status(ctx).Parsed, TimeSpan.FromSeconds(interval), count);
+            }
             var (json, parsed) = Status(ctx);
             ctx.Out.WriteLine(p.GetValue(jsonOpt) ? json : Render(parsed));
             return Ok;

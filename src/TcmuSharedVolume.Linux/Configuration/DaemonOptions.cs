@@ -1,4 +1,5 @@
 using TcmuSharedVolume.Diagnostics;
+using TcmuSharedVolume.Linux.Metrics;
 
 namespace TcmuSharedVolume.Linux.Configuration;
 
@@ -25,6 +26,9 @@ public sealed record DaemonOptions
 
     /// <summary>Logical block size of a volume whose config string does not say otherwise.</summary>
     public int DefaultBlockSize { get; init; } = 512;
+
+    /// <summary>Where the Prometheus metrics endpoint listens; null (the default): no endpoint.</summary>
+    public MetricsEndpoint? MetricsListen { get; init; }
 
     public static DaemonOptions Default { get; } = new();
 
@@ -71,8 +75,9 @@ public sealed record DaemonOptions
                 "log_level" => options with { LogLevel = Level(value, Where) },
                 "worker_threads" => options with { WorkerThreads = Int(value, 0, 1024, key, Where) },
                 "default_block_size" => options with { DefaultBlockSize = BlockSize(value, Where) },
+                "metrics_listen" => options with { MetricsListen = Metrics(value, Where) },
                 _ => throw new ConfigurationException(
-                    $"{Where()}: unknown key '{key}' (known: state_directory, log_level, worker_threads, default_block_size)"),
+                    $"{Where()}: unknown key '{key}' (known: state_directory, log_level, worker_threads, default_block_size, metrics_listen)"),
             };
         }
         return options;
@@ -98,6 +103,13 @@ public sealed record DaemonOptions
     {
         if (int.TryParse(value, System.Globalization.NumberStyles.None, null, out int n) && n >= min && n <= max) return n;
         throw new ConfigurationException($"{where()}: {key} must be an integer from {min} to {max}, got '{value}'");
+    }
+
+    private static MetricsEndpoint? Metrics(string value, Func<string> where)
+    {
+        if (value.Length == 0 || value == "off") return null;
+        if (MetricsEndpoint.TryParse(value, out var endpoint, out var error)) return endpoint;
+        throw new ConfigurationException($"{where()}: metrics_listen: {error}");
     }
 
     private static int BlockSize(string value, Func<string> where)
