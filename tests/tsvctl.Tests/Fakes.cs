@@ -24,7 +24,10 @@ public sealed class FakeAdmin(string json) : IDaemonAdmin
     public (bool, string) ClearAnswer { get; set; } = (true, "cleared 2 registrations");
     public bool Disposed { get; private set; }
 
-    public string GetStatusJson() => json;
+    /// <summary>Statuses to answer first, one per call (status --watch); then the fixed one.</summary>
+    public Queue<string> Next { get; } = new();
+
+    public string GetStatusJson() => Next.Count > 0 ? Next.Dequeue() : json;
 
     public (bool Ok, string Message) ClearReservations(string volume, bool confirm)
     {
@@ -82,6 +85,7 @@ public sealed class Sandbox : IDisposable
     public string Configfs { get; }
     public FakeTargetcli Targetcli { get; } = new();
     public FakeJournal Journal { get; } = new();
+    public List<TimeSpan> Slept { get; } = [];
     public FakeAdmin Admin { get; set; } = new(AdminJsonContext.Serialize(new AdminStatus("0.1.0", [])));
     public StringWriter Out { get; } = new();
     public StringWriter Err { get; } = new();
@@ -98,6 +102,7 @@ public sealed class Sandbox : IDisposable
         Targetcli = Targetcli,
         Admin = () => Admin,
         Journal = Journal,
+        Sleep = (t, _) => Slept.Add(t),
         Configfs = new LioConfigfs(Configfs),
         NewNaaWwn = () => $"naa.500140500000000{++_wwn}",
         In = new StringReader(Stdin),
