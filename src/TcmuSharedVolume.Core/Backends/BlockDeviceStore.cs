@@ -147,23 +147,10 @@ public sealed unsafe class BlockDeviceStore : IBackingStore
         else BouncedWrite(source, offset, forceUnitAccess);
     }
 
-    public void Read(Span<byte> destination, long offset)
-    {
-        fixed (byte* p = destination)
-        {
-            var v = new IoVec((nint)p, destination.Length);
-            Read(new ReadOnlySpan<IoVec>(&v, 1), offset);
-        }
-    }
+    public void Read(Span<byte> destination, long offset) => OneBuffer.Read(this, destination, offset);
 
-    public void Write(ReadOnlySpan<byte> source, long offset, bool forceUnitAccess)
-    {
-        fixed (byte* p = source)
-        {
-            var v = new IoVec((nint)p, source.Length);
-            Write(new ReadOnlySpan<IoVec>(&v, 1), offset, forceUnitAccess);
-        }
-    }
+    public void Write(ReadOnlySpan<byte> source, long offset, bool forceUnitAccess) =>
+        OneBuffer.Write(this, source, offset, forceUnitAccess);
 
     public void Flush() => FileDescriptorIo.Sync(Fd);
 
@@ -266,7 +253,7 @@ public sealed unsafe class BlockDeviceStore : IBackingStore
         {
             int n = (int)Math.Min(total - done, BounceBytes);
             FileDescriptorIo.ReadFully(Fd, new Span<byte>(b, n), offset + done);
-            Scatter(destination, done, b, n);
+            IoVecs.CopyIn(destination, done, new ReadOnlySpan<byte>(b, n));
             done += n;
         }
     }
@@ -279,7 +266,7 @@ public sealed unsafe class BlockDeviceStore : IBackingStore
         while (done < total)
         {
             int n = (int)Math.Min(total - done, BounceBytes);
-            Gather(source, done, b, n);
+            IoVecs.CopyOut(source, done, new Span<byte>(b, n));
             FileDescriptorIo.WriteFully(Fd, new ReadOnlySpan<byte>(b, n), offset + done, fua);
             done += n;
         }
@@ -289,34 +276,6 @@ public sealed unsafe class BlockDeviceStore : IBackingStore
     {
         if (((offset | length) & (_sectorSize - 1)) != 0)
             throw new BackingStoreException($"O_DIRECT I/O at {offset}+{length} is not aligned to the {_sectorSize}-byte sector", EINVAL);
-    }
-
-    private static void Scatter(ReadOnlySpan<IoVec> iov, long at, byte* from, int count)
-    {
-        long pos = 0;
-        foreach (ref readonly var v in iov)
-        {
-            if (count == 0) break;
-            if (at >= pos + v.Length) { pos += v.Length; continue; }
-            long skip = at - pos;
-            int take = (int)Math.Min(v.Length - skip, count);
-            Buffer.MemoryCopy(from, (byte*)v.Base + skip, take, take);
-            from += take; at += take; count -= take; pos += v.Length;
-        }
-    }
-
-    private static void Gather(ReadOnlySpan<IoVec> iov, long at, byte* to, int count)
-    {
-        long pos = 0;
-        foreach (ref readonly var v in iov)
-        {
-            if (count == 0) break;
-            if (at >= pos + v.Length) { pos += v.Length; continue; }
-            long skip = at - pos;
-            int take = (int)Math.Min(v.Length - skip, count);
-            Buffer.MemoryCopy((byte*)v.Base + skip, to, take, take);
-            to += take; at += take; count -= take; pos += v.Length;
-        }
     }
 
     private void CheckRange(long offset, long length)

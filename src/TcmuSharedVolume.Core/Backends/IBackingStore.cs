@@ -61,6 +61,31 @@ public interface IBackingStore : IDisposable
     void Resize(long newSizeBytes) => throw new BackingStoreException("this backing store cannot be resized", 95);
 }
 
+/// <summary>
+/// The one-buffer forms of <see cref="IBackingStore"/> for a store whose vectored path is all it
+/// has: one <see cref="IoVec"/> on the stack, so no allocation.
+/// </summary>
+internal static unsafe class OneBuffer
+{
+    public static void Read(IBackingStore store, Span<byte> destination, long offset)
+    {
+        fixed (byte* p = destination)
+        {
+            var v = new IoVec((nint)p, destination.Length);
+            store.Read(new ReadOnlySpan<IoVec>(&v, 1), offset);
+        }
+    }
+
+    public static void Write(IBackingStore store, ReadOnlySpan<byte> source, long offset, bool forceUnitAccess)
+    {
+        fixed (byte* p = source)
+        {
+            var v = new IoVec((nint)p, source.Length);
+            store.Write(new ReadOnlySpan<IoVec>(&v, 1), offset, forceUnitAccess);
+        }
+    }
+}
+
 public sealed class BackingStoreException : IOException
 {
     public BackingStoreException(string message, int errno) : base(message) => Errno = errno;

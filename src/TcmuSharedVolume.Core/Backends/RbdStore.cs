@@ -132,19 +132,14 @@ public sealed unsafe class RbdStore : IBackingStore
         long length = TotalLength(destination);
         CheckRange(offset, length);
         if (length == 0) return;
-        Enter();
-        try
-        {
-            var waiter = Waiter.ForThisThread;
-            nint c = waiter.NewCompletion();
-            int r;
-            fixed (IoVec* iov = destination)
-                r = LibRbd.rbd_aio_readv(_image, iov, destination.Length, (ulong)offset, c);
-            long got = Await(waiter, c, r, "read");
-            if (got != length)
-                throw new BackingStoreException($"rbd read on {Location}: {got} of {length} bytes at {offset}", EIO);
-        }
-        finally { Exit(); }
+        using var request = new Request(this);
+        nint c = request.NewCompletion();
+        int r;
+        fixed (IoVec* iov = destination)
+            r = LibRbd.rbd_aio_readv(_image, iov, destination.Length, (ulong)offset, c);
+        long got = request.Await(c, r, "read");
+        if (got != length)
+            throw new BackingStoreException($"rbd read on {Location}: {got} of {length} bytes at {offset}", EIO);
     }
 
     /// <summary>
@@ -157,84 +152,49 @@ public sealed unsafe class RbdStore : IBackingStore
         long length = TotalLength(source);
         CheckRange(offset, length);
         if (length == 0) return;
-        Enter();
-        try
+        using var request = new Request(this);
+        nint c = request.NewCompletion();
+        int r;
+        if (source.Length == 1)
         {
-            var waiter = Waiter.ForThisThread;
-            nint c = waiter.NewCompletion();
-            int r;
-            if (source.Length == 1)
-            {
-                r = LibRbd.rbd_aio_write2(_image, (ulong)offset, (nuint)source[0].Length, (byte*)source[0].Base, c,
-                    forceUnitAccess ? LibRados.LIBRADOS_OP_FLAG_FADVISE_FUA : 0);
-                Await(waiter, c, r, "write");
-                return;
-            }
-            fixed (IoVec* iov = source)
-                r = LibRbd.rbd_aio_writev(_image, iov, source.Length, (ulong)offset, c);
-            Await(waiter, c, r, "write");
-            if (forceUnitAccess) FlushEntered(waiter);
+            r = LibRbd.rbd_aio_write2(_image, (ulong)offset, (nuint)source[0].Length, (byte*)source[0].Base, c,
+                forceUnitAccess ? LibRados.LIBRADOS_OP_FLAG_FADVISE_FUA : 0);
+            request.Await(c, r, "write");
+            return;
         }
-        finally { Exit(); }
+        fixed (IoVec* iov = source)
+            r = LibRbd.rbd_aio_writev(_image, iov, source.Length, (ulong)offset, c);
+        request.Await(c, r, "write");
+        if (forceUnitAccess) request.Flush();
     }
 
-    public void Read(Span<byte> destination, long offset)
-    {
-        fixed (byte* p = destination)
-        {
-            var v = new IoVec((nint)p, destination.Length);
-            Read(new ReadOnlySpan<IoVec>(&v, 1), offset);
-        }
-    }
+    public void Read(Span<byte> destination, long offset) => OneBuffer.Read(this, destination, offset);
 
-    public void Write(ReadOnlySpan<byte> source, long offset, bool forceUnitAccess)
-    {
-        fixed (byte* p = source)
-        {
-            var v = new IoVec((nint)p, source.Length);
-            Write(new ReadOnlySpan<IoVec>(&v, 1), offset, forceUnitAccess);
-        }
-    }
+    public void Write(ReadOnlySpan<byte> source, long offset, bool forceUnitAccess) =>
+        OneBuffer.Write(this, source, offset, forceUnitAccess);
 
     public void Flush()
     {
-        Enter();
-        try { FlushEntered(Waiter.ForThisThread); }
-        finally { Exit(); }
-    }
-
-    private void FlushEntered(Waiter waiter)
-    {
-        nint c = waiter.NewCompletion();
-        Await(waiter, c, LibRbd.rbd_aio_flush(_image, c), "flush");
+        using var request = new Request(this);
+        request.Flush();
     }
 
     public void Unmap(long offset, long length)
     {
         CheckRange(offset, length);
         if (length == 0) return;
-        Enter();
-        try
-        {
-            var waiter = Waiter.ForThisThread;
-            nint c = waiter.NewCompletion();
-            Await(waiter, c, LibRbd.rbd_aio_discard(_image, (ulong)offset, (ulong)length, c), "discard");
-        }
-        finally { Exit(); }
+        using var request = new Request(this);
+        nint c = request.NewCompletion();
+        request.Await(c, LibRbd.rbd_aio_discard(_image, (ulong)offset, (ulong)length, c), "discard");
     }
 
     public void WriteZeroes(long offset, long length)
     {
         CheckRange(offset, length);
         if (length == 0) return;
-        Enter();
-        try
-        {
-            var waiter = Waiter.ForThisThread;
-            nint c = waiter.NewCompletion();
-            Await(waiter, c, LibRbd.rbd_aio_write_zeroes(_image, (ulong)offset, (nuint)length, c, 0, 0), "write zeroes");
-        }
-        finally { Exit(); }
+        using var request = new Request(this);
+        nint c = request.NewCompletion();
+        request.Await(c, LibRbd.rbd_aio_write_zeroes(_image, (ulong)offset, (nuint)length, c, 0, 0), "write zeroes");
     }
 
     /// <summary>
@@ -396,6 +356,37 @@ public sealed unsafe class RbdStore : IBackingStore
         if (image != 0) LibRbd.rbd_close(image);
         if (ioctx != 0) LibRados.rados_ioctx_destroy(ioctx);
         if (cluster != 0) LibRados.rados_shutdown(cluster);
+    }
+
+    /// <summary>
+    /// One asynchronous request to the image: holds it open (<see cref="Enter"/>) until disposed
+    /// and waits on this thread's <see cref="Waiter"/>. A ref struct: a request allocates nothing.
+    /// </summary>
+    private readonly ref struct Request
+    {
+        private readonly RbdStore _store;
+        private readonly Waiter _waiter;
+
+        public Request(RbdStore store)
+        {
+            store.Enter();
+            _store = store;
+            try { _waiter = Waiter.ForThisThread; }
+            catch { store.Exit(); throw; }
+        }
+
+        public nint NewCompletion() => _waiter.NewCompletion();
+
+        /// <summary>See <see cref="RbdStore.Await"/>.</summary>
+        public long Await(nint completion, int issued, string what) => _store.Await(_waiter, completion, issued, what);
+
+        public void Flush()
+        {
+            nint c = _waiter.NewCompletion();
+            Await(c, LibRbd.rbd_aio_flush(_store._image, c), "flush");
+        }
+
+        public void Dispose() => _store.Exit();
     }
 
     /// <summary>

@@ -118,14 +118,8 @@ public sealed unsafe class SparseFileStore : IBackingStore
 
     public void Read(Span<byte> destination, long offset) => FileDescriptorIo.ReadFully(Fd, destination, offset);
 
-    public void Write(ReadOnlySpan<byte> source, long offset, bool forceUnitAccess)
-    {
-        fixed (byte* p = source)
-        {
-            var v = new IoVec((nint)p, source.Length);
-            Write(new ReadOnlySpan<IoVec>(&v, 1), offset, forceUnitAccess);
-        }
-    }
+    public void Write(ReadOnlySpan<byte> source, long offset, bool forceUnitAccess) =>
+        OneBuffer.Write(this, source, offset, forceUnitAccess);
 
     public void Flush() => FileDescriptorIo.Sync(Fd);
 

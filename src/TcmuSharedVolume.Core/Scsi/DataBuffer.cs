@@ -73,48 +73,12 @@ public readonly unsafe struct DataBuffer
     }
 
     /// <summary>Copies from the buffer, starting at <paramref name="offset"/>; returns bytes copied.</summary>
-    public int CopyTo(long offset, Span<byte> destination)
-    {
-        int done = 0;
-        long pos = 0;
-        for (int i = 0; i < _count && done < destination.Length; i++)
-        {
-            long segLen = _segments[i].Length;
-            if (offset + done >= pos + segLen)
-            {
-                pos += segLen;
-                continue;
-            }
-            long skip = offset + done - pos;
-            int take = (int)Math.Min(segLen - skip, destination.Length - done);
-            new ReadOnlySpan<byte>((byte*)_segments[i].Base + skip, take).CopyTo(destination.Slice(done));
-            done += take;
-            pos += segLen;
-        }
-        return done;
-    }
+    public int CopyTo(long offset, Span<byte> destination) =>
+        IoVecs.CopyOut(new ReadOnlySpan<IoVec>(_segments, _count), offset, destination);
 
     /// <summary>Copies into the buffer, starting at <paramref name="offset"/>; returns bytes copied.</summary>
-    public int CopyFrom(long offset, ReadOnlySpan<byte> source)
-    {
-        int done = 0;
-        long pos = 0;
-        for (int i = 0; i < _count && done < source.Length; i++)
-        {
-            long segLen = _segments[i].Length;
-            if (offset + done >= pos + segLen)
-            {
-                pos += segLen;
-                continue;
-            }
-            long skip = offset + done - pos;
-            int take = (int)Math.Min(segLen - skip, source.Length - done);
-            source.Slice(done, take).CopyTo(new Span<byte>((byte*)_segments[i].Base + skip, take));
-            done += take;
-            pos += segLen;
-        }
-        return done;
-    }
+    public int CopyFrom(long offset, ReadOnlySpan<byte> source) =>
+        IoVecs.CopyIn(new ReadOnlySpan<IoVec>(_segments, _count), offset, source);
 
     /// <summary>Zeroes [offset, offset+length) of the buffer.</summary>
     public void Clear(long offset, long length)

@@ -67,7 +67,7 @@ public sealed class RbdLocation
             reason = $"'{rawPath}' is not an RBD image: write {VolumeConfig.Prefix}{PathPrefix}POOL/IMAGE";
             return false;
         }
-        if (!VolumeConfig.TryUnescape(parts[0], out var pool, out reason) || !VolumeConfig.TryUnescape(parts[1], out var image, out reason))
+        if (!ConfigString.TryUnescape(parts[0], out var pool, out reason) || !ConfigString.TryUnescape(parts[1], out var image, out reason))
             return false;
         if (!IsName(pool))
         {
@@ -103,7 +103,7 @@ public sealed class RbdLocation
                 reason = $"option {key}= is given twice";
                 return false;
             }
-            if (!VolumeConfig.TryUnescape(item[(eq + 1)..].Trim(), out var value, out reason))
+            if (!ConfigString.TryUnescape(item[(eq + 1)..].Trim(), out var value, out reason))
                 return false;
             if (key == "ceph_conf")
             {

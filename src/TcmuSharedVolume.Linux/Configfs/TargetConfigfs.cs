@@ -168,7 +168,7 @@ public sealed class TargetConfigfs(string root = TargetConfigfs.DefaultRoot, str
 
         // An naa. name is a valid iSCSI name too: the target port decides the protocol.
         if (target.Protocol != initiator.Protocol)
-            initiator = new InitiatorPort(target.Protocol, VolumeConfig.NormaliseName(target.Protocol, initiator.Name));
+            initiator = new InitiatorPort(target.Protocol, PortNames.NormaliseName(target.Protocol, initiator.Name));
 
         string? warning = null;
         var configured = candidates.Select(c => c.Initiator).Distinct().Where(i => !i.Equals(initiator)).ToList();
@@ -208,12 +208,12 @@ public sealed class TargetConfigfs(string root = TargetConfigfs.DefaultRoot, str
                 problems.Add($"backstore is linked from {where}, but that TPG has no nexus yet: write an initiator WWN to its nexus file");
                 return;
             }
-            if (VolumeConfig.ProtocolOfName(initiatorName) is not { } protocol)
+            if (PortNames.ProtocolOfName(initiatorName) is not { } protocol)
             {
                 problems.Add($"the nexus of {where} is '{initiatorName}', which is not a naa., fc. or iqn. name");
                 return;
             }
-            candidates.Add(new Candidate(new InitiatorPort(protocol, VolumeConfig.NormaliseName(protocol, initiatorName)), TargetPortOf(lun, protocol), lun, null));
+            candidates.Add(new Candidate(new InitiatorPort(protocol, PortNames.NormaliseName(protocol, initiatorName)), TargetPortOf(lun, protocol), lun, null));
             return;
         }
 
@@ -231,7 +231,7 @@ public sealed class TargetConfigfs(string root = TargetConfigfs.DefaultRoot, str
                 if (!ConfigfsFile.Links(mapped).Any(l => ConfigfsFile.LinkTarget(l) == lunPath)) continue;
                 var initiatorName = Path.GetFileName(aclDir);
                 candidates.Add(new Candidate(
-                    new InitiatorPort(fabricProtocol, VolumeConfig.NormaliseName(fabricProtocol, initiatorName)),
+                    new InitiatorPort(fabricProtocol, PortNames.NormaliseName(fabricProtocol, initiatorName)),
                     TargetPortOf(lun, fabricProtocol), lun, aclDir));
             }
         }
@@ -246,7 +246,7 @@ public sealed class TargetConfigfs(string root = TargetConfigfs.DefaultRoot, str
 
     private static TargetPort TargetPortOf(FabricLun lun, ProtocolId protocol) =>
         protocol == ProtocolId.Iscsi && lun.Fabric == "iscsi"
-            ? new TargetPort(ProtocolId.Iscsi, VolumeConfig.IscsiTargetPortName(lun.Wwn, lun.Tpgt), lun.RelativeTargetPortId)
+            ? new TargetPort(ProtocolId.Iscsi, PortNames.IscsiTargetPortName(lun.Wwn, lun.Tpgt), lun.RelativeTargetPortId)
             : new TargetPort(protocol, lun.Wwn, lun.RelativeTargetPortId);
 
     private static ProtocolId? FabricProtocol(string fabric) => fabric switch

@@ -15,7 +15,7 @@ public sealed record UioDevice(int UioIndex, int Minor, int HbaIndex, string Dev
     public string DevicePath => $"/dev/uio{Minor}";
 
     /// <summary>The UIO name the kernel reports, which netlink events carry as DEVICE.</summary>
-    public string UioName => $"{VolumeConfig.UioNamePrefix}{HbaIndex}/{DeviceName}/{DevConfig}";
+    public string UioName => $"{UioDeviceName.Prefix}{HbaIndex}/{DeviceName}/{DevConfig}";
 }
 
 /// <summary>
@@ -54,7 +54,7 @@ public sealed class UioDiscovery(string sysClassUio = UioDiscovery.DefaultRoot)
         if (!int.TryParse(entry.AsSpan(3), NumberStyles.None, CultureInfo.InvariantCulture, out var index))
             return null;
         var name = ReadOrNull(Path.Combine(dir, "name"));
-        if (!VolumeConfig.TryParseUioName(name, out var hba, out var device, out var config) || !VolumeConfig.IsOurs(config))
+        if (!UioDeviceName.TryParse(name, out var hba, out var device, out var config) || !VolumeConfig.IsOurs(config))
             return null;
         int minor = index;
         if (ReadOrNull(Path.Combine(dir, "dev")) is { } dev)

@@ -1,5 +1,6 @@
 using System.Diagnostics.CodeAnalysis;
 using TcmuSharedVolume.Volumes;
+using TcmuSharedVolume.Linux.Discovery;
 
 namespace TcmuSharedVolume.Linux.Netlink;
 
@@ -53,11 +54,11 @@ public sealed record TcmuNetlinkEvent(
     };
 
     /// <summary>The device's current dev_config, from its UIO name (empty when it has none).</summary>
-    public string DevConfig => VolumeConfig.TryParseUioName(Device, out _, out _, out var c) ? c : "";
+    public string DevConfig => UioDeviceName.TryParse(Device, out _, out _, out var c) ? c : "";
 
-    public int? HbaIndex => VolumeConfig.TryParseUioName(Device, out var h, out _, out _) ? h : null;
+    public int? HbaIndex => UioDeviceName.TryParse(Device, out var h, out _, out _) ? h : null;
 
-    public string? DeviceName => VolumeConfig.TryParseUioName(Device, out _, out var n, out _) ? n : null;
+    public string? DeviceName => UioDeviceName.TryParse(Device, out _, out var n, out _) ? n : null;
 
     /// <summary>
     /// Reply only for devices of ours (dev_config starts with sharedvol/). The kernel takes the first

@@ -8,7 +8,7 @@ namespace TcmuSharedVolume.Tests.Fuzz;
 /// <summary>
 /// Config strings (attrib/dev_config, written by anyone with targetcli): any text parses or is
 /// refused with a reason, never an exception; and a config built from valid parts with
-/// <see cref="VolumeConfig.Escape"/> reads back exactly those parts.
+/// <see cref="ConfigString.Escape"/> reads back exactly those parts.
 /// </summary>
 public sealed class VolumeConfigFuzzTests(ITestOutputHelper output)
 {
@@ -78,12 +78,12 @@ public sealed class VolumeConfigFuzzTests(ITestOutputHelper output)
             bool? direct = rng.Next(3) == 0 ? rng.Next(2) == 0 : null;
             var options = new List<string>();
             if (size is { } s) options.Add($"size={s}");
-            if (serial is not null) options.Add($"serial={VolumeConfig.Escape(serial)}");
-            if (initiator is not null) options.Add($"initiator={VolumeConfig.Escape(initiator)}");
+            if (serial is not null) options.Add($"serial={ConfigString.Escape(serial)}");
+            if (initiator is not null) options.Add($"initiator={ConfigString.Escape(initiator)}");
             if (rtpi is { } r) options.Add(rng.Next(2) == 0 ? $"rtpi={r}" : $"rtpi=0x{r:x}");
             if (direct is { } d) options.Add($"direct={(d ? 1 : 0)}");
             options = [.. options.OrderBy(_ => rng.Next())];
-            string cfg = VolumeConfig.Prefix + VolumeConfig.Escape(path) + string.Concat(options.Select(o => ";" + o)) + (rng.Next(4) == 0 ? "\n" : "");
+            string cfg = VolumeConfig.Prefix + ConfigString.Escape(path) + string.Concat(options.Select(o => ";" + o)) + (rng.Next(4) == 0 ? "\n" : "");
             Assert.True(VolumeConfig.TryParse(cfg, out var c, out var why), $"'{cfg}': {why}");
             Assert.Equal(path, c.Path);
             Assert.Equal(size, c.SizeBytes);

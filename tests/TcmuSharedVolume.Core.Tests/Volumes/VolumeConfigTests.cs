@@ -73,7 +73,7 @@ public sealed class VolumeConfigTests : IDisposable
     [InlineData("1T", 1L << 40)]
     public void ParsesSizes(string text, long bytes)
     {
-        Assert.True(VolumeConfig.TryParseSize(text, out var parsed));
+        Assert.True(ConfigString.TryParseSize(text, out var parsed));
         Assert.Equal(bytes, parsed);
     }
 
@@ -83,7 +83,7 @@ public sealed class VolumeConfigTests : IDisposable
     [InlineData("-1")]
     [InlineData("1.5G")]
     [InlineData("1GB")]
-    public void RejectsNonSizes(string text) => Assert.False(VolumeConfig.TryParseSize(text, out _));
+    public void RejectsNonSizes(string text) => Assert.False(ConfigString.TryParseSize(text, out _));
 
     [Fact]
     public void ExplicitTargetWithoutTpgtGetsTheFirstPortalGroup()
@@ -106,28 +106,11 @@ public sealed class VolumeConfigTests : IDisposable
     public void EscapeRoundTripsThroughParse()
     {
         const string path = "/srv/odd: name;with%.img";
-        var c = VolumeConfig.Parse(VolumeConfig.Prefix + VolumeConfig.Escape(path) + ";initiator=" + VolumeConfig.Escape("iqn.2020-01.a:b"));
+        var c = VolumeConfig.Parse(VolumeConfig.Prefix + ConfigString.Escape(path) + ";initiator=" + ConfigString.Escape("iqn.2020-01.a:b"));
         Assert.Equal(path, c.Path);
         Assert.Equal("iqn.2020-01.a:b", c.Initiator!.Name);
-        Assert.DoesNotContain(':', VolumeConfig.Escape(path));
+        Assert.DoesNotContain(':', ConfigString.Escape(path));
     }
-
-    [Theory]
-    [InlineData("tcm-user/3/vol1-a/sharedvol//srv/v.img;size=1G\n", 3, "vol1-a", "sharedvol//srv/v.img;size=1G")]
-    [InlineData("tcm-user/12/disk", 12, "disk", "")]
-    [InlineData("tcm-user/0/d/file/x/y", 0, "d", "file/x/y")]
-    public void SplitsUioNames(string uio, int hba, string name, string config)
-    {
-        Assert.True(VolumeConfig.TryParseUioName(uio, out var h, out var n, out var c));
-        Assert.Equal((hba, name, config), (h, n, c));
-    }
-
-    [Theory]
-    [InlineData("uio_pci_generic")]
-    [InlineData("tcm-user/x/d/sharedvol//a")]
-    [InlineData("tcm-user/1//sharedvol//a")]
-    [InlineData("tcm-user/1")]
-    public void RejectsOtherUioNames(string uio) => Assert.False(VolumeConfig.TryParseUioName(uio, out _, out _, out _));
 
     [Fact]
     public void MissingFileWithoutSizeIsRefused()

@@ -161,7 +161,7 @@ public sealed class NexusResolutionTests : IDisposable
 
         // Any initiator without an ACL of its own gets a generated one mapping every LUN.
         Assert.Contains("demo mode", _cfs.ResolveNexus(1, "v").UnboundReason);
-        var explicitNexus = _cfs.ResolveNexus(1, "v", VolumeConfig.Parse("sharedvol//srv/vol.img;initiator=" + VolumeConfig.Escape(NodeA)));
+        var explicitNexus = _cfs.ResolveNexus(1, "v", VolumeConfig.Parse("sharedvol//srv/vol.img;initiator=" + ConfigString.Escape(NodeA)));
         Assert.Null(explicitNexus.Nexus);
         Assert.Contains("demo mode", explicitNexus.UnboundReason);
     }
@@ -184,7 +184,7 @@ public sealed class NexusResolutionTests : IDisposable
         _lio.Acl(tpg, NodeA, 1, lun);
         _lio.Acl(tpg, NodeB, 1, lun);
 
-        var config = VolumeConfig.Parse("sharedvol//srv/vol.img;initiator=" + VolumeConfig.Escape(NodeA));
+        var config = VolumeConfig.Parse("sharedvol//srv/vol.img;initiator=" + ConfigString.Escape(NodeA));
         var binding = _cfs.ResolveNexus(6, "vol3", config);
         Assert.True(binding.FromConfigString);
         Assert.Equal(new ItNexus(new InitiatorPort(ProtocolId.Iscsi, NodeA), new TargetPort(ProtocolId.Iscsi, Target + ",t,0x0001", 5)), binding.Nexus);
