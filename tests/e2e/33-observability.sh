@@ -44,6 +44,9 @@ grep -q '^tsv_paths 2$' /tmp/m0 || { cat /tmp/m0; fail "tsv_paths is not 2"; }
 ok "endpoint serves $(grep -c -v '^#' /tmp/m0) samples"
 
 say "fio on node1 while scraping"
+# udev re-probes a disk (blkid reads) when a writer closes it: hold its events until the last
+# scrape, so that the counters see fio's I/O alone.
+udevadm control --stop-exec-queue
 fio --name=obs --filename="$N1" --direct=1 --ioengine=libaio --rw=randrw --rwmixread=50 --bs=4k \
     --iodepth=8 --size=128M --io_size=24M --randrepeat=0 --output-format=json --output=/tmp/fio.json &
 FIO=$!
@@ -51,6 +54,7 @@ sleep 3
 scrape > /tmp/m1 || fail "scrape during fio failed"
 wait "$FIO" || { cat /tmp/fio.json; fail "fio failed"; }
 scrape > /tmp/m2 || fail "scrape after fio failed"
+udevadm control --start-exec-queue
 read -r fio_r fio_w fio_rb fio_wb < <(python3 -c '
 import json; j = json.load(open("/tmp/fio.json"))["jobs"][0]
 print(j["read"]["total_ios"], j["write"]["total_ios"], j["read"]["io_bytes"], j["write"]["io_bytes"])')
