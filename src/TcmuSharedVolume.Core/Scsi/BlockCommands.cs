@@ -7,7 +7,7 @@ using static TcmuSharedVolume.Scsi.PrimaryCommands;
 namespace TcmuSharedVolume.Scsi;
 
 /// <summary>
-/// SBC-3 block commands (the target_core_sbc.c of this project).
+/// SBC-3 block commands (the target_core_sbc.c of this project), reached through <see cref="CommandTable"/>.
 /// READ/WRITE move data straight between the command's buffer (the TCMU data area) and the
 /// store with one preadv/pwritev per 64 segments: no copy, no allocation. Ordinary writes,
 /// UNMAP and WRITE SAME hold <see cref="Volume.WriteOrdering"/> for reading; COMPARE AND WRITE
@@ -33,105 +33,39 @@ public static class BlockCommands
     private const int ESHUTDOWN = 108;
     private const int ETIMEDOUT = 110;
 
-    /// <summary>Runs the command if it is a block command; false if the opcode is not one.</summary>
-    public static bool TryExecute(VolumePath path, ScsiCommand command)
-    {
-        byte op = command.OperationCode;
-        switch (op)
-        {
-            case OperationCode.Read6 or OperationCode.Read10 or OperationCode.Read12 or OperationCode.Read16:
-            case OperationCode.Write6 or OperationCode.Write10 or OperationCode.Write12 or OperationCode.Write16:
-            case OperationCode.Verify10 or OperationCode.Verify12 or OperationCode.Verify16:
-            case OperationCode.WriteAndVerify10 or OperationCode.WriteAndVerify12 or OperationCode.WriteAndVerify16:
-            case OperationCode.SynchronizeCache10 or OperationCode.SynchronizeCache16:
-            case OperationCode.WriteSame10 or OperationCode.WriteSame16:
-            case OperationCode.Unmap or OperationCode.CompareAndWrite:
-            case OperationCode.ReadCapacity10 or OperationCode.ServiceActionIn16:
-                break;
-            default:
-                return false;
-        }
-        if (!CheckCdb(command)) return true;
+    // ---- the handlers of CommandTable's rows: the CDB is checked for length and NACA ----
 
-        var v = path.Volume;
-        var cdb = new CdbReader(command.Cdb);
-        switch (op)
-        {
-            // SBC-3 5.14: 21-bit LBA; TRANSFER LENGTH 0 means 256 blocks.
-            case OperationCode.Read6:
-                Read(v, command, cdb.U24(1) & 0x1F_FFFF, cdb[4] == 0 ? 256u : cdb[4], 0, 4);
-                break;
-            case OperationCode.Read10:
-                Read(v, command, cdb.U32(2), cdb.U16(7), cdb[1], 7);
-                break;
-            case OperationCode.Read12:
-                Read(v, command, cdb.U32(2), cdb.U32(6), cdb[1], 6);
-                break;
-            case OperationCode.Read16:
-                Read(v, command, cdb.U64(2), cdb.U32(10), cdb[1], 10);
-                break;
-            case OperationCode.Write6:
-                Write(v, command, cdb.U24(1) & 0x1F_FFFF, cdb[4] == 0 ? 256u : cdb[4], 0, 4);
-                break;
-            case OperationCode.Write10:
-                Write(v, command, cdb.U32(2), cdb.U16(7), cdb[1], 7);
-                break;
-            case OperationCode.Write12:
-                Write(v, command, cdb.U32(2), cdb.U32(6), cdb[1], 6);
-                break;
-            case OperationCode.Write16:
-                Write(v, command, cdb.U64(2), cdb.U32(10), cdb[1], 10);
-                break;
-            case OperationCode.Verify10:
-                Verify(v, command, cdb.U32(2), cdb.U16(7), cdb[1], 7);
-                break;
-            case OperationCode.Verify12:
-                Verify(v, command, cdb.U32(2), cdb.U32(6), cdb[1], 6);
-                break;
-            case OperationCode.Verify16:
-                Verify(v, command, cdb.U64(2), cdb.U32(10), cdb[1], 10);
-                break;
-            case OperationCode.WriteAndVerify10:
-                WriteAndVerify(v, command, cdb.U32(2), cdb.U16(7), cdb[1], 7);
-                break;
-            case OperationCode.WriteAndVerify12:
-                WriteAndVerify(v, command, cdb.U32(2), cdb.U32(6), cdb[1], 6);
-                break;
-            case OperationCode.WriteAndVerify16:
-                WriteAndVerify(v, command, cdb.U64(2), cdb.U32(10), cdb[1], 10);
-                break;
-            case OperationCode.SynchronizeCache10:
-                SynchronizeCache(v, command, cdb.U32(2), cdb.U16(7));
-                break;
-            case OperationCode.SynchronizeCache16:
-                SynchronizeCache(v, command, cdb.U64(2), cdb.U32(10));
-                break;
-            case OperationCode.WriteSame10:
-                WriteSame(v, command, cdb.U32(2), cdb.U16(7), cdb[1], ndobAllowed: false, 7);
-                break;
-            case OperationCode.WriteSame16:
-                WriteSame(v, command, cdb.U64(2), cdb.U32(10), cdb[1], ndobAllowed: true, 10);
-                break;
-            case OperationCode.Unmap:
-                Unmap(v, command, cdb);
-                break;
-            case OperationCode.CompareAndWrite:
-                CompareAndWrite(v, command, cdb);
-                break;
-            case OperationCode.ReadCapacity10:
-                ReadCapacity10(v, command);
-                break;
-            case OperationCode.ServiceActionIn16:
-                switch (cdb.Bits(1, 4, 0))
-                {
-                    case OperationCode.ServiceActionReadCapacity16: ReadCapacity16(v, command, cdb); break;
-                    case OperationCode.ServiceActionGetLbaStatus: GetLbaStatus(v, command, cdb); break;
-                    default: Invalid(command, 1, 4); break;
-                }
-                break;
-        }
-        return true;
-    }
+    // SBC-3 5.14: 21-bit LBA; TRANSFER LENGTH 0 means 256 blocks.
+    internal static void Read6(VolumePath p, ScsiCommand c, CdbReader cdb) =>
+        Read(p.Volume, c, cdb.U24(1) & 0x1F_FFFF, cdb[4] == 0 ? 256u : cdb[4], 0, 4);
+    internal static void Read10(VolumePath p, ScsiCommand c, CdbReader cdb) => Read(p.Volume, c, cdb.U32(2), cdb.U16(7), cdb[1], 7);
+    internal static void Read12(VolumePath p, ScsiCommand c, CdbReader cdb) => Read(p.Volume, c, cdb.U32(2), cdb.U32(6), cdb[1], 6);
+    internal static void Read16(VolumePath p, ScsiCommand c, CdbReader cdb) => Read(p.Volume, c, cdb.U64(2), cdb.U32(10), cdb[1], 10);
+    internal static void Write6(VolumePath p, ScsiCommand c, CdbReader cdb) =>
+        Write(p.Volume, c, cdb.U24(1) & 0x1F_FFFF, cdb[4] == 0 ? 256u : cdb[4], 0, 4);
+    internal static void Write10(VolumePath p, ScsiCommand c, CdbReader cdb) => Write(p.Volume, c, cdb.U32(2), cdb.U16(7), cdb[1], 7);
+    internal static void Write12(VolumePath p, ScsiCommand c, CdbReader cdb) => Write(p.Volume, c, cdb.U32(2), cdb.U32(6), cdb[1], 6);
+    internal static void Write16(VolumePath p, ScsiCommand c, CdbReader cdb) => Write(p.Volume, c, cdb.U64(2), cdb.U32(10), cdb[1], 10);
+    internal static void Verify10(VolumePath p, ScsiCommand c, CdbReader cdb) => Verify(p.Volume, c, cdb.U32(2), cdb.U16(7), cdb[1], 7);
+    internal static void Verify12(VolumePath p, ScsiCommand c, CdbReader cdb) => Verify(p.Volume, c, cdb.U32(2), cdb.U32(6), cdb[1], 6);
+    internal static void Verify16(VolumePath p, ScsiCommand c, CdbReader cdb) => Verify(p.Volume, c, cdb.U64(2), cdb.U32(10), cdb[1], 10);
+    internal static void WriteAndVerify10(VolumePath p, ScsiCommand c, CdbReader cdb) =>
+        WriteAndVerify(p.Volume, c, cdb.U32(2), cdb.U16(7), cdb[1], 7);
+    internal static void WriteAndVerify12(VolumePath p, ScsiCommand c, CdbReader cdb) =>
+        WriteAndVerify(p.Volume, c, cdb.U32(2), cdb.U32(6), cdb[1], 6);
+    internal static void WriteAndVerify16(VolumePath p, ScsiCommand c, CdbReader cdb) =>
+        WriteAndVerify(p.Volume, c, cdb.U64(2), cdb.U32(10), cdb[1], 10);
+    internal static void SynchronizeCache10(VolumePath p, ScsiCommand c, CdbReader cdb) => SynchronizeCache(p.Volume, c, cdb.U32(2), cdb.U16(7));
+    internal static void SynchronizeCache16(VolumePath p, ScsiCommand c, CdbReader cdb) => SynchronizeCache(p.Volume, c, cdb.U64(2), cdb.U32(10));
+    internal static void WriteSame10(VolumePath p, ScsiCommand c, CdbReader cdb) =>
+        WriteSame(p.Volume, c, cdb.U32(2), cdb.U16(7), cdb[1], ndobAllowed: false, 7);
+    internal static void WriteSame16(VolumePath p, ScsiCommand c, CdbReader cdb) =>
+        WriteSame(p.Volume, c, cdb.U64(2), cdb.U32(10), cdb[1], ndobAllowed: true, 10);
+    internal static void Unmap(VolumePath p, ScsiCommand c, CdbReader cdb) => Unmap(p.Volume, c, cdb);
+    internal static void CompareAndWrite(VolumePath p, ScsiCommand c, CdbReader cdb) => CompareAndWrite(p.Volume, c, cdb);
+    internal static void ReadCapacity10(VolumePath p, ScsiCommand c, CdbReader cdb) => ReadCapacity10(p.Volume, c);
+    internal static void ReadCapacity16(VolumePath p, ScsiCommand c, CdbReader cdb) => ReadCapacity16(p.Volume, c, cdb);
+    internal static void GetLbaStatus(VolumePath p, ScsiCommand c, CdbReader cdb) => GetLbaStatus(p.Volume, c, cdb);
 
     // ---- checks ----
 

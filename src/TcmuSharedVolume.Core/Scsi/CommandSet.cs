@@ -4,7 +4,8 @@ namespace TcmuSharedVolume.Scsi;
 
 /// <summary>
 /// Where every command of every path starts: unit attentions, then reservations, then the
-/// primary (SPC) or block (SBC) command set. Runs on a worker thread; allocates nothing.
+/// command's handler in <see cref="CommandTable"/> (SPC primary or SBC block commands). Runs on
+/// a worker thread; allocates nothing.
 /// </summary>
 public static class CommandSet
 {
@@ -23,20 +24,21 @@ public static class CommandSet
             return;
         }
 
-        byte op = cdb[0];
+        ref readonly var route = ref CommandTable.RouteOf(cdb[0]);
 
         // SAM-5 5.14: a pending unit attention is reported on the next command, except on
         // INQUIRY, REPORT LUNS and REQUEST SENSE.
-        if (op is not (OperationCode.Inquiry or OperationCode.ReportLuns or OperationCode.RequestSense)
+        if ((route.Flags & CommandFlags.NoUnitAttention) == 0
             && reservations.TryTakeUnitAttention(path.Nexus, out var ua))
         {
             command.CheckCondition(ua);
             return;
         }
 
-        if (OperationCode.IsReservationCommand(op))
+        // The reservation engine judges its own commands: no gate, not counted.
+        if ((route.Flags & CommandFlags.ReservationCommand) != 0)
         {
-            reservations.Execute(path.Nexus, command);
+            CommandTable.Run(route, path, command);
             return;
         }
 
@@ -55,8 +57,7 @@ public static class CommandSet
                 return;
             }
             GatePassedForTests?.Invoke(path);
-            if (!PrimaryCommands.TryExecute(path, command) && !BlockCommands.TryExecute(path, command))
-                command.CheckCondition(SenseCode.InvalidCommandOperationCode, FieldPointer.Cdb(0));
+            CommandTable.Run(route, path, command);
         }
         finally
         {

@@ -49,6 +49,6 @@ public static class OperationCode
     public const byte ServiceActionGetLbaStatus = 0x12;
     public const byte ServiceActionReportSupportedOperationCodes = 0x0C;
 
-    public static bool IsReservationCommand(byte op) =>
-        op is PersistentReserveIn or PersistentReserveOut or Reserve6 or Release6 or Reserve10 or Release10;
+    /// <summary>Judged by the reservation engine rather than the gate (<see cref="CommandTable"/>).</summary>
+    public static bool IsReservationCommand(byte op) => CommandTable.IsReservationCommand(op);
 }

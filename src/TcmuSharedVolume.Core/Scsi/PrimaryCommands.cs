@@ -6,8 +6,8 @@ namespace TcmuSharedVolume.Scsi;
 /// <summary>
 /// SPC-4 primary commands (the target_core_spc.c of this project): INQUIRY, TEST UNIT READY,
 /// REQUEST SENSE, MODE SENSE/SELECT, REPORT SUPPORTED OPERATION CODES, START STOP UNIT,
-/// PREVENT ALLOW MEDIUM REMOVAL and SEND DIAGNOSTIC. Reservation commands are not here: the
-/// dispatcher hands them to the reservation engine before we are called.
+/// PREVENT ALLOW MEDIUM REMOVAL and SEND DIAGNOSTIC, reached through <see cref="CommandTable"/>.
+/// Reservation commands are not here: the table hands them to the reservation engine.
 /// </summary>
 /// <remarks>
 /// Leniency: reserved bits are ignored except where they change the meaning of a command
@@ -16,58 +16,31 @@ namespace TcmuSharedVolume.Scsi;
 /// </remarks>
 public static class PrimaryCommands
 {
-    /// <summary>Runs the command if it is a primary command; false if the opcode is not one.</summary>
-    public static bool TryExecute(VolumePath path, ScsiCommand command)
-    {
-        byte op = command.OperationCode;
-        switch (op)
-        {
-            case OperationCode.TestUnitReady:
-            case OperationCode.RequestSense:
-            case OperationCode.Inquiry:
-            case OperationCode.ModeSelect6:
-            case OperationCode.ModeSense6:
-            case OperationCode.StartStopUnit:
-            case OperationCode.SendDiagnostic:
-            case OperationCode.PreventAllowMediumRemoval:
-            case OperationCode.ModeSelect10:
-            case OperationCode.ModeSense10:
-            case OperationCode.MaintenanceIn:
-                break;
-            default:
-                return false;
-        }
-        if (!CheckCdb(command)) return true;
+    // ---- the handlers of CommandTable's rows: the CDB is checked for length and NACA ----
 
-        var cdb = new CdbReader(command.Cdb);
-        switch (op)
-        {
-            case OperationCode.TestUnitReady: command.Good(); break;
-            case OperationCode.RequestSense: RequestSense(path, command, cdb); break;
-            case OperationCode.Inquiry: Inquiry(path, command, cdb); break;
-            case OperationCode.ModeSense6: ModeSense(path.Volume, command, cdb, ten: false); break;
-            case OperationCode.ModeSense10: ModeSense(path.Volume, command, cdb, ten: true); break;
-            case OperationCode.ModeSelect6: ModeSelect(path, command, cdb, ten: false); break;
-            case OperationCode.ModeSelect10: ModeSelect(path, command, cdb, ten: true); break;
-            case OperationCode.StartStopUnit: StartStopUnit(path.Volume, command, cdb); break;
-            case OperationCode.PreventAllowMediumRemoval: PreventAllowMediumRemoval(command, cdb); break;
-            case OperationCode.SendDiagnostic: SendDiagnostic(command, cdb); break;
-            case OperationCode.MaintenanceIn: MaintenanceIn(path.Volume, command, cdb); break;
-        }
-        return true;
-    }
+    internal static void TestUnitReady(VolumePath path, ScsiCommand command, CdbReader cdb) => command.Good();
+    // INQUIRY and REQUEST SENSE have this signature themselves (below).
+    internal static void ModeSense6(VolumePath path, ScsiCommand command, CdbReader cdb) => ModeSense(path.Volume, command, cdb, ten: false);
+    internal static void ModeSense10(VolumePath path, ScsiCommand command, CdbReader cdb) => ModeSense(path.Volume, command, cdb, ten: true);
+    internal static void ModeSelect6(VolumePath path, ScsiCommand command, CdbReader cdb) => ModeSelect(path, command, cdb, ten: false);
+    internal static void ModeSelect10(VolumePath path, ScsiCommand command, CdbReader cdb) => ModeSelect(path, command, cdb, ten: true);
+    internal static void StartStopUnit(VolumePath path, ScsiCommand command, CdbReader cdb) => StartStopUnit(path.Volume, command, cdb);
+    internal static void PreventAllowMediumRemoval(VolumePath path, ScsiCommand command, CdbReader cdb) => PreventAllowMediumRemoval(command, cdb);
+    internal static void SendDiagnostic(VolumePath path, ScsiCommand command, CdbReader cdb) => SendDiagnostic(command, cdb);
+    internal static void ReportSupportedOperationCodes(VolumePath path, ScsiCommand command, CdbReader cdb) =>
+        ReportSupportedOperationCodes(path.Volume, command, cdb);
 
     // ---- shared by the primary and block commands ----
 
     /// <summary>
-    /// A CDB shorter than its group's length, or with NACA set (ACA is not supported, SAM-5
-    /// 5.9.1.2), is refused here so that the command code can read every field without checks.
+    /// A CDB shorter than its command's length (<paramref name="need"/>, from
+    /// <see cref="CommandTable"/>), or with NACA set (ACA is not supported, SAM-5 5.9.1.2), is
+    /// refused here so that the command code can read every field without checks.
     /// </summary>
-    internal static bool CheckCdb(ScsiCommand command)
+    internal static bool CheckCdb(ScsiCommand command, int need)
     {
         var cdb = command.Cdb;
-        int need = CdbReader.LengthOfGroup(cdb[0]);
-        if (need == 0 || cdb.Length < need)
+        if (cdb.Length < need)
         {
             command.CheckCondition(SenseCode.InvalidFieldInCdb, FieldPointer.Cdb(0));
             return false;
@@ -97,7 +70,7 @@ public static class PrimaryCommands
 
     // ---- INQUIRY (SPC-4 6.6) ----
 
-    private static void Inquiry(VolumePath path, ScsiCommand command, CdbReader cdb)
+    internal static void Inquiry(VolumePath path, ScsiCommand command, CdbReader cdb)
     {
         bool evpd = cdb.Bit(1, 0);
         byte page = cdb[2];
@@ -132,7 +105,7 @@ public static class PrimaryCommands
 
     // ---- REQUEST SENSE (SPC-4 6.39) ----
 
-    private static void RequestSense(VolumePath path, ScsiCommand command, CdbReader cdb)
+    internal static void RequestSense(VolumePath path, ScsiCommand command, CdbReader cdb)
     {
         // Sense of a failed command is always delivered with its CHECK CONDITION (autosense),
         // so the only sense that can be pending here is a unit attention. The dispatcher does
@@ -467,13 +440,8 @@ public static class PrimaryCommands
 
     // ---- MAINTENANCE IN: REPORT SUPPORTED OPERATION CODES (SPC-4 6.35) ----
 
-    private static void MaintenanceIn(Volume volume, ScsiCommand command, CdbReader cdb)
+    private static void ReportSupportedOperationCodes(Volume volume, ScsiCommand command, CdbReader cdb)
     {
-        if (cdb.Bits(1, 4, 0) != OperationCode.ServiceActionReportSupportedOperationCodes)
-        {
-            Invalid(command, 1, 4);
-            return;
-        }
         bool rctd = cdb.Bit(2, 7);
         int option = cdb.Bits(2, 2, 0);
         byte op = cdb[3];
