@@ -13,7 +13,10 @@ internal static class AdminStatusBuilder
         var volumes = new List<VolumeStatus>();
         foreach (var v in devices.Volumes)
         {
-            var paths = v.Paths.Select(p => new PathStatus(p.Name, p.Nexus?.Initiator.Name, p.Nexus?.Target.Name, p.UnboundReason)).ToList();
+            var paths = v.Paths.Select(p => new PathStatus(p.Name, p.Nexus?.Initiator.Name, p.Nexus?.Target.Name, p.UnboundReason)
+            {
+                Counters = Counters(p),
+            }).ToList();
             var snap = v.Reservations.Snapshot();
             var regs = snap.Registrations.Select(r => new RegistrationStatus(r.Nexus.Initiator.Name, r.Nexus.Target.Name, Key(r.Key))).ToList();
             PersistentReservationStatus? res = null;
@@ -21,13 +24,17 @@ internal static class AdminStatusBuilder
             {
                 bool allRegistrants = type is PersistentReservationType.WriteExclusiveAllRegistrants or PersistentReservationType.ExclusiveAccessAllRegistrants;
                 var holder = snap.Registrations.FirstOrDefault(r => r.IsHolder);
-                res = new PersistentReservationStatus(TypeName(type), allRegistrants ? null : snap.Holder?.Initiator.Name,
+                res = new PersistentReservationStatus(type.DisplayName(), allRegistrants ? null : snap.Holder?.Initiator.Name,
                     allRegistrants ? Key(0) : Key(holder?.Key ?? 0));
             }
             volumes.Add(new VolumeStatus(v.BackingPath, v.Identity.UnitSerial, v.Store.SizeBytes, v.BlockSize, paths,
                 new ReservationStatus(snap.Generation, snap.Aptpl, regs, res, snap.Spc2Holder?.Initiator.Name)));
         }
-        return new AdminStatus(Program.Version, volumes);
+        return new AdminStatus(Program.Version, volumes)
+        {
+            UptimeSeconds = Program.Started.Elapsed.TotalSeconds,
+            LatencyBucketBounds = PathMetrics.LatencyBucketBounds,
+        };
     }
 
     public static (bool Ok, string Message) Clear(DeviceManager devices, string volume)
@@ -48,16 +55,11 @@ internal static class AdminStatusBuilder
         return (true, $"cleared reservations and registrations of {v.BackingPath}");
     }
 
-    private static string Key(ulong key) => key.ToString("x16", CultureInfo.InvariantCulture);
-
-    private static string TypeName(PersistentReservationType type) => type switch
+    private static PathCounters Counters(TcmuSharedVolume.Volumes.VolumePath p)
     {
-        PersistentReservationType.WriteExclusive => "Write Exclusive",
-        PersistentReservationType.ExclusiveAccess => "Exclusive Access",
-        PersistentReservationType.WriteExclusiveRegistrantsOnly => "Write Exclusive - Registrants Only",
-        PersistentReservationType.ExclusiveAccessRegistrantsOnly => "Exclusive Access - Registrants Only",
-        PersistentReservationType.WriteExclusiveAllRegistrants => "Write Exclusive - All Registrants",
-        PersistentReservationType.ExclusiveAccessAllRegistrants => "Exclusive Access - All Registrants",
-        _ => type.ToString(),
-    };
+        var m = p.Metrics.Snapshot();
+        return new PathCounters(m.Commands, m.ReadBytes, m.WrittenBytes, p.InFlight, m.LatencyBuckets);
+    }
+
+    private static string Key(ulong key) => key.ToString("x16", CultureInfo.InvariantCulture);
 }

@@ -4,6 +4,7 @@ using TcmuSharedVolume.Interop;
 using TcmuSharedVolume.Linux.Configfs;
 using TcmuSharedVolume.Linux.Configuration;
 using TcmuSharedVolume.Linux.DBus;
+using TcmuSharedVolume.Linux.Metrics;
 using TcmuSharedVolume.Linux.Discovery;
 using TcmuSharedVolume.Linux.Netlink;
 using TcmuSharedVolume.Linux.Systemd;
@@ -95,6 +96,7 @@ public sealed class Daemon
             if (!TryStartDBus(devices, out var dbus))
                 return ExitAnotherDaemon;
             using var dbusOwned = dbus;
+            using var metrics = StartMetrics(devices);
 
             // Block netlink and fail what a previous daemon left pending, so no enable/rmdir
             // stays stuck, then adopt what exists, then unblock, whatever adoption threw.
@@ -247,8 +249,9 @@ public sealed class Daemon
         {
             var options = _loadOptions();
             Log.Level = options.LogLevel;
-            if (options.StateDirectory != _options.StateDirectory || options.WorkerThreads != _options.WorkerThreads || options.HostId != _options.HostId)
-                Log.Warning("state_directory, worker_threads and host_id take effect at the next restart");
+            if (options.StateDirectory != _options.StateDirectory || options.WorkerThreads != _options.WorkerThreads
+                || options.HostId != _options.HostId || options.MetricsListen != _options.MetricsListen)
+                Log.Warning("state_directory, worker_threads, host_id and metrics_listen take effect at the next restart");
             _options = options;
             Log.Notice("configuration reloaded");
         }
@@ -257,6 +260,25 @@ public sealed class Daemon
             Log.Error($"reload failed, keeping the previous configuration: {e.Message}");
         }
         notify.ReloadDone(devices.StatusLine);
+    }
+
+    /// <summary>The metrics endpoint if metrics_listen is set; a failure to bind is logged and
+    /// the daemon serves on without it (metrics are never worth refusing I/O for).</summary>
+    private MetricsServer? StartMetrics(DeviceManager devices)
+    {
+        if (_options.MetricsListen is not { } endpoint) return null;
+        try
+        {
+            var server = MetricsServer.Start(endpoint,
+                () => MetricsExposition.Render(devices.Volumes, ProcessStats.Read(Program.Started.Elapsed), Program.Version));
+            Log.Info($"metrics: serving Prometheus text format on {endpoint.Text} (GET /metrics)");
+            return server;
+        }
+        catch (IOException e)
+        {
+            Log.Error($"metrics: {e.Message}; serving without metrics");
+            return null;
+        }
     }
 
     private static IReadOnlyList<TcmuSharedVolume.Linux.Discovery.UioDevice> SafeScan(UioDiscovery discovery)

@@ -1,6 +1,7 @@
 using TcmuSharedVolume.Backends;
 using TcmuSharedVolume.Diagnostics;
 using TcmuSharedVolume.Linux.Configfs;
+using TcmuSharedVolume.Linux.Systemd;
 using TcmuSharedVolume.Linux.Tcmu;
 using TcmuSharedVolume.Volumes;
 using DiscoveredDevice = TcmuSharedVolume.Linux.Discovery.UioDevice;
@@ -76,6 +77,8 @@ public sealed partial class DeviceManager
             try
             {
                 volume = GetOrOpenVolume(config, blockSize);
+                // Every reservation change of the volume becomes a journal entry (docs/operations.md §12).
+                volume.Reservations.Audit ??= new JournalReservationAudit(volume.BackingPath, volume.Identity.UnitSerial);
             }
             catch (Exception e) when (e is not RefusedException)
             {

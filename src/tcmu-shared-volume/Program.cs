@@ -62,6 +62,9 @@ public static class Program
         }
     }
 
+    /// <summary>Runs from the process's start: uptime for the metrics and the status.</summary>
+    public static readonly System.Diagnostics.Stopwatch Started = System.Diagnostics.Stopwatch.StartNew();
+
     public static string Version =>
         typeof(Program).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion.Split('+')[0] ?? "0.0.0";
 

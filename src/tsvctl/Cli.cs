@@ -11,6 +11,7 @@ public sealed class CliContext
 {
     public required ITargetcli Targetcli { get; init; }
     public required Func<IDaemonAdmin> Admin { get; init; }
+    public IJournalReader Journal { get; init; } = new ProcessJournalctl();
     public LioConfigfs Configfs { get; init; } = new();
     /// <summary>Runs lvm2's commands (lvs, lvcreate, lvextend, lvremove).</summary>
     public ICommandRunner Commands { get; init; } = new ProcessRunner();
@@ -18,6 +19,9 @@ public sealed class CliContext
     public TextReader In { get; init; } = Console.In;
     public TextWriter Out { get; init; } = Console.Out;
     public TextWriter Error { get; init; } = Console.Error;
+
+    /// <summary>Waits between two refreshes of status --watch (tests do not wait).</summary>
+    public Action<TimeSpan, CancellationToken> Sleep { get; init; } = (t, stop) => stop.WaitHandle.WaitOne(t);
 
     /// <summary>NAA type 5 with LIO's OUI 00-14-05, as rtslib generates them.</summary>
     public static string RandomNaaWwn() =>
@@ -199,9 +203,21 @@ public static class Cli
 
         // status
         var jsonOpt = new Option<bool>("--json") { Description = "Machine-readable output." };
-        var status = new Command("status", "What the daemon serves: volumes, paths, reservations.") { jsonOpt };
+        var watchOpt = new Option<bool>("--watch") { Description = "A live table, refreshed every --interval: IOPS, MiB/s and p99 latency per path, registrations, holder." };
+        var intervalOpt = new Option<double>("--interval") { Description = "Seconds between refreshes of --watch (0.5 to 3600).", DefaultValueFactory = _ => 2 };
+        var countOpt = new Option<int>("--count") { Description = "Stop --watch after this many tables (0: until Ctrl-C).", DefaultValueFactory = _ => 0 };
+        var status = new Command("status", "What the daemon serves: volumes, paths, reservations.") { jsonOpt, watchOpt, intervalOpt, countOpt };
         status.SetAction(p =>
         {
+            if (p.GetValue(watchOpt))
+            {
+                if (p.GetValue(jsonOpt)) throw new UsageException("--watch and --json exclude each other (--json shows the counters once)");
+                double interval = p.GetValue(intervalOpt);
+                if (interval is < 0.5 or > 3600 || double.IsNaN(interval)) throw new UsageException("--interval must be from 0.5 to 3600 seconds");
+                int count = p.GetValue(countOpt);
+                if (count < 0) throw new UsageException("--count must be 0 or more");
+                return Watch.Run(ctx, () => Status(ctx).Parsed, TimeSpan.FromSeconds(interval), count);
+            }
             var (json, parsed) = Status(ctx);
             ctx.Out.WriteLine(p.GetValue(jsonOpt) ? json : Render(parsed));
             return Ok;
@@ -237,8 +253,25 @@ public static class Cli
             ctx.Out.WriteLine(message);
             return Ok;
         });
+        var historyVolume = new Argument<string>("VOLUME") { Description = "Backing path or unit serial." };
+        var history = new Command("history", "Every reservation change of a volume, from the journal: who registered, reserved, preempted whom.") { historyVolume };
+        history.SetAction(p =>
+        {
+            string volumeArg = p.GetValue(historyVolume)!;
+            string key = volumeArg.StartsWith('/') ? Path.GetFullPath(volumeArg) : volumeArg;
+            var entries = History.Parse(ctx.Journal.Read(History.JournalctlArguments(key)));
+            if (entries.Count == 0)
+            {
+                ctx.Out.WriteLine($"no reservation changes of {key} in the journal " +
+                                  "(the journal keeps those it can see: run as root or in group systemd-journal)");
+                return Ok;
+            }
+            ctx.Out.WriteLine(History.Render(entries));
+            return Ok;
+        });
         pr.Add(show);
         pr.Add(clear);
+        pr.Add(history);
         root.Add(pr);
         return root;
     }

@@ -78,7 +78,10 @@ public sealed class FakeAdmin(string json) : IDaemonAdmin
     public (bool, string) ClearAnswer { get; set; } = (true, "cleared 2 registrations");
     public bool Disposed { get; private set; }
 
-    public string GetStatusJson() => json;
+    /// <summary>Statuses to answer first, one per call (status --watch); then the fixed one.</summary>
+    public Queue<string> Next { get; } = new();
+
+    public string GetStatusJson() => Next.Count > 0 ? Next.Dequeue() : json;
 
     public (bool Ok, string Message) ClearReservations(string volume, bool confirm)
     {
@@ -87,6 +90,19 @@ public sealed class FakeAdmin(string json) : IDaemonAdmin
     }
 
     public void Dispose() => Disposed = true;
+}
+
+/// <summary>Answers journalctl with canned output and records the arguments it was given.</summary>
+public sealed class FakeJournal(string output = "") : IJournalReader
+{
+    public string Output { get; set; } = output;
+    public List<IReadOnlyList<string>> Calls { get; } = [];
+
+    public string Read(IReadOnlyList<string> arguments)
+    {
+        Calls.Add(arguments);
+        return Output;
+    }
 }
 
 /// <summary>A temp directory for volumes and a fake configfs tree; the context tsvctl runs in.</summary>
@@ -123,6 +139,8 @@ public sealed class Sandbox : IDisposable
     public string Configfs { get; }
     public FakeTargetcli Targetcli { get; } = new();
     public FakeLvm Lvm { get; } = new();
+    public FakeJournal Journal { get; } = new();
+    public List<TimeSpan> Slept { get; } = [];
     public FakeAdmin Admin { get; set; } = new(AdminJsonContext.Serialize(new AdminStatus("0.1.0", [])));
     public StringWriter Out { get; } = new();
     public StringWriter Err { get; } = new();
@@ -138,6 +156,8 @@ public sealed class Sandbox : IDisposable
     {
         Targetcli = Targetcli,
         Admin = () => Admin,
+        Journal = Journal,
+        Sleep = (t, _) => Slept.Add(t),
         Configfs = new LioConfigfs(Configfs),
         Commands = Lvm,
         NewNaaWwn = () => $"naa.500140500000000{++_wwn}",

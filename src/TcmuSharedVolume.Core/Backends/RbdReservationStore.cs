@@ -431,7 +431,7 @@ public sealed unsafe class RbdReservationStore : IClusterReservationStore
                 _rbd.Reconnect((cluster, ioctx) =>
                 {
                     var table = Attach(cluster, ioctx);
-                    _apply!(table with { Change = ReservationChange.None });
+                    _apply!(table with { Change = TableChangeEffects.None });
                     return true;
                 });
                 Interlocked.Increment(ref _rejoins);

@@ -8,11 +8,11 @@ namespace TcmuSharedVolume.Reservations;
 /// (docs/reservations.md §18): the unit attentions it raised, and the nexuses whose commands
 /// must be drained before the host acknowledges (PREEMPT AND ABORT).
 /// </summary>
-public sealed record ReservationChange(
+public sealed record TableChangeEffects(
     IReadOnlyList<(ItNexus Nexus, SenseCode Code)> UnitAttentions,
     IReadOnlyList<ItNexus> Preempted)
 {
-    public static readonly ReservationChange None = new([], []);
+    public static readonly TableChangeEffects None = new([], []);
 }
 
 /// <summary>
@@ -20,9 +20,9 @@ public sealed record ReservationChange(
 /// part, the PRgeneration (every host reports the same one), and the change that made it.
 /// Version 0 is the empty table that exists before any change.
 /// </summary>
-public sealed record ClusterTable(ulong Version, uint Generation, PersistedReservations Reservations, ReservationChange Change)
+public sealed record ClusterTable(ulong Version, uint Generation, PersistedReservations Reservations, TableChangeEffects Change)
 {
-    public static readonly ClusterTable Initial = new(0, 0, PersistedReservations.Empty, ReservationChange.None);
+    public static readonly ClusterTable Initial = new(0, 0, PersistedReservations.Empty, TableChangeEffects.None);
 }
 
 /// <summary>
@@ -121,7 +121,7 @@ public static class ClusterTableCodec
             var preempted = new ItNexus[count];
             for (int i = 0; i < count; i++) preempted[i] = r.Nexus();
             if (!r.End) throw new ReservationStoreException($"shared reservation table version {version}: trailing bytes");
-            return (new ClusterTable(version, generation, new PersistedReservations(aptpl, regs, type, holder), new ReservationChange(uas, preempted)), origin);
+            return (new ClusterTable(version, generation, new PersistedReservations(aptpl, regs, type, holder), new TableChangeEffects(uas, preempted)), origin);
         }
         catch (ArgumentOutOfRangeException e)
         {

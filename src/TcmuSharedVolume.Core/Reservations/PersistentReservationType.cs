@@ -45,4 +45,17 @@ public static class PersistentReservationTypes
 
     /// <summary>Types whose release gives other registrants RESERVATIONS RELEASED (SPC-4 5.12.11.2.2).</summary>
     public static bool IsRegistrantsType(this PersistentReservationType t) => (byte)t >= 5;
+
+    /// <summary>The SPC-4 name, as tsvctl and the journal show it.</summary>
+    public static string DisplayName(this PersistentReservationType t) => t switch
+    {
+        PersistentReservationType.None => "none",
+        PersistentReservationType.WriteExclusive => "Write Exclusive",
+        PersistentReservationType.ExclusiveAccess => "Exclusive Access",
+        PersistentReservationType.WriteExclusiveRegistrantsOnly => "Write Exclusive - Registrants Only",
+        PersistentReservationType.ExclusiveAccessRegistrantsOnly => "Exclusive Access - Registrants Only",
+        PersistentReservationType.WriteExclusiveAllRegistrants => "Write Exclusive - All Registrants",
+        PersistentReservationType.ExclusiveAccessAllRegistrants => "Exclusive Access - All Registrants",
+        _ => t.ToString(),
+    };
 }

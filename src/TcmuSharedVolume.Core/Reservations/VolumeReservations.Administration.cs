@@ -44,6 +44,7 @@ public sealed partial class VolumeReservations
             _store.Save(ToPersisted(next));
             Volatile.Write(ref _state, next);
             QueueUnitAttentions(s.Registrations.Select(r => (r.Nexus, SenseCode.ReservationsPreempted)));
+            AuditChange(ReservationAction.AdministrativeClear, null, s, next);
             Log.Notice($"reservations: administrative clear dropped {s.Registrations.Length} registrations");
         }
     }

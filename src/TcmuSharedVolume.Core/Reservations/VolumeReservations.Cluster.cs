@@ -142,7 +142,7 @@ public sealed partial class VolumeReservations
                 }
                 var next = b.Build(Bound());
                 var table = new ClusterTable(_clusterVersion + 1, next.Generation, ToPersisted(next),
-                    new ReservationChange([.. effects.UnitAttentions], [.. effects.Preempted]));
+                    new TableChangeEffects([.. effects.UnitAttentions], [.. effects.Preempted]));
                 try
                 {
                     if (!_cluster!.TryCommit(table, out var current))

@@ -53,10 +53,16 @@ public sealed partial class VolumeReservations
                     return;
                 }
                 if (s.Spc2Holder is null)
+                {
                     Publish(new StateBuilder(s) { Spc2Holder = issuer });
+                    AuditChange(ReservationAction.Spc2Reserve, issuer, s, _state);
+                }
             }
             else if (s.Spc2Holder is not null && s.Spc2Holder.Equals(issuer))
+            {
                 Publish(new StateBuilder(s) { Spc2Holder = null });
+                AuditChange(ReservationAction.Spc2Release, issuer, s, _state);
+            }
             // RELEASE by a non-holder is GOOD and changes nothing (SPC-2 7.17).
         }
         command.Good(0);

@@ -97,6 +97,7 @@ public sealed partial class VolumeReservations
             if (s.Spc2Holder is null) return;
             Log.Info($"reservations: LUN reset by {nexus?.ToString() ?? "unbound path"} releases SPC-2 reservation of {s.Spc2Holder}");
             Publish(new StateBuilder(s) { Spc2Holder = null });
+            AuditChange(ReservationAction.Spc2Reset, nexus, s, _state);
         }
     }
 
@@ -122,6 +123,7 @@ public sealed partial class VolumeReservations
             var s = _state;
             if (s.Spc2Holder is null || !s.Spc2Holder.Equals(nexus)) return;
             Publish(new StateBuilder(s) { Spc2Holder = null });
+            AuditChange(ReservationAction.Spc2NexusLoss, nexus, s, _state);
         }
     }
 

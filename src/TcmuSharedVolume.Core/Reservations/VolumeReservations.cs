@@ -165,6 +165,7 @@ public sealed partial class VolumeReservations
                     try { _store.Save(ToPersisted(s)); }
                     catch (Exception e2) { Log.Error($"reservations: restoring the previous state failed too: {e2.Message}"); }
                     command.CheckCondition(PersistFailureSense);
+                    AuditPrOut(issuer, command, s, s, ReservationResult.PersistFailed);
                     return;
                 }
                 // Committed: publish first, so that the gate already refuses preempted nexuses
@@ -179,9 +180,12 @@ public sealed partial class VolumeReservations
                         $"still running after {AbortDrainTimeout.TotalSeconds:0.#} s (backing store not answering); " +
                         "failed with HARDWARE ERROR, the preemption stays in force and their writes may still land");
                     command.CheckCondition(AbortDrainTimeoutSense);
+                    AuditPrOut(issuer, command, s, next, ReservationResult.AbortTimeout);
                     return;
                 }
             }
+            if (outcome.Verdict != Verdict.Check)
+                AuditPrOut(issuer, command, s, _state, outcome.Verdict == Verdict.Good ? ReservationResult.Good : ReservationResult.Conflict);
         }
         outcome.Apply(command);
     }

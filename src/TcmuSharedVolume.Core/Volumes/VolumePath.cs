@@ -1,3 +1,4 @@
+using TcmuSharedVolume.Diagnostics;
 using TcmuSharedVolume.Scsi;
 
 namespace TcmuSharedVolume.Volumes;
@@ -91,7 +92,12 @@ public sealed class VolumePath
         if (Nexus is null) Volatile.Write(ref _unboundReason, reason);
     }
 
+    /// <summary>Commands past the unit attention check that are running now (the queue depth the
+    /// metrics report; PREEMPT AND ABORT waits for these).</summary>
     public long InFlight => Interlocked.Read(ref _inFlight);
+
+    /// <summary>What this path has done, counted by its executor.</summary>
+    public PathMetrics Metrics { get; } = new();
 
     internal void BeginCommand() => Interlocked.Increment(ref _inFlight);
 

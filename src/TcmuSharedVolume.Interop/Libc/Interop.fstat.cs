@@ -26,6 +26,7 @@ public unsafe struct StatBuffer
     public const uint S_IFBLK = 0x6000;
     public const uint S_IFDIR = 0x4000;
     public const uint S_IFLNK = 0xA000;
+    public const uint S_IFSOCK = 0xC000;
     public const uint S_ISVTX = 0x200;
     public const uint S_IWOTH = 0x2;
 
@@ -51,6 +52,7 @@ public unsafe struct StatBuffer
     public readonly bool IsBlockDevice => (Mode & S_IFMT) == S_IFBLK;
     public readonly bool IsDirectory => (Mode & S_IFMT) == S_IFDIR;
     public readonly bool IsSymbolicLink => (Mode & S_IFMT) == S_IFLNK;
+    public readonly bool IsSocket => (Mode & S_IFMT) == S_IFSOCK;
 
     /// <summary>gnu_dev_major/minor of st_rdev.</summary>
     public readonly uint RdevMajor => (uint)(((Rdev >> 8) & 0xFFF) | ((Rdev >> 32) & ~0xFFFUL));

@@ -1,4 +1,5 @@
 using TcmuSharedVolume.Diagnostics;
+using TcmuSharedVolume.Linux.Metrics;
 
 namespace TcmuSharedVolume.Linux.Configuration;
 
@@ -33,6 +34,9 @@ public sealed record DaemonOptions
     /// across hosts (docs/reservations.md §18).
     /// </summary>
     public int HostId { get; init; }
+
+    /// <summary>Where the Prometheus metrics endpoint listens; null (the default): no endpoint.</summary>
+    public MetricsEndpoint? MetricsListen { get; init; }
 
     public static DaemonOptions Default { get; } = new();
 
@@ -80,8 +84,9 @@ public sealed record DaemonOptions
                 "worker_threads" => options with { WorkerThreads = Int(value, 0, 1024, key, Where) },
                 "default_block_size" => options with { DefaultBlockSize = BlockSize(value, Where) },
                 "host_id" => options with { HostId = Int(value, 0, Configfs.TargetConfigfs.MaxHostNumber, key, Where) },
+                "metrics_listen" => options with { MetricsListen = Metrics(value, Where) },
                 _ => throw new ConfigurationException(
-                    $"{Where()}: unknown key '{key}' (known: state_directory, log_level, worker_threads, default_block_size, host_id)"),
+                    $"{Where()}: unknown key '{key}' (known: state_directory, log_level, worker_threads, default_block_size, host_id, metrics_listen)"),
             };
         }
         return options;
@@ -107,6 +112,13 @@ public sealed record DaemonOptions
     {
         if (int.TryParse(value, System.Globalization.NumberStyles.None, null, out int n) && n >= min && n <= max) return n;
         throw new ConfigurationException($"{where()}: {key} must be an integer from {min} to {max}, got '{value}'");
+    }
+
+    private static MetricsEndpoint? Metrics(string value, Func<string> where)
+    {
+        if (value.Length == 0 || value == "off") return null;
+        if (MetricsEndpoint.TryParse(value, out var endpoint, out var error)) return endpoint;
+        throw new ConfigurationException($"{where()}: metrics_listen: {error}");
     }
 
     private static int BlockSize(string value, Func<string> where)

@@ -7,7 +7,15 @@ namespace TcmuSharedVolume.Linux.DBus;
 // them and tsvctl reads them back with the same types, so both ends agree on one schema.
 
 /// <summary>The daemon and every volume it serves.</summary>
-public sealed record AdminStatus(string Version, IReadOnlyList<VolumeStatus> Volumes);
+public sealed record AdminStatus(string Version, IReadOnlyList<VolumeStatus> Volumes)
+{
+    /// <summary>Seconds since the daemon started, when the counters were read: rates between two
+    /// statuses divide by its difference (tsvctl status --watch).</summary>
+    public double? UptimeSeconds { get; init; }
+
+    /// <summary>Upper bounds (seconds) of the paths' latency buckets; +Inf follows the last.</summary>
+    public IReadOnlyList<double>? LatencyBucketBounds { get; init; }
+}
 
 /// <summary>One shared volume: its identity, its paths (one per I_T nexus) and its reservation table.</summary>
 public sealed record VolumeStatus(
@@ -19,7 +27,15 @@ public sealed record VolumeStatus(
     ReservationStatus Reservations);
 
 /// <summary>One backstore of a volume; Initiator is null when its nexus could not be bound.</summary>
-public sealed record PathStatus(string Backstore, string? Initiator, string? TargetPort, string? UnboundReason);
+public sealed record PathStatus(string Backstore, string? Initiator, string? TargetPort, string? UnboundReason)
+{
+    /// <summary>What the path has done since the daemon started (null from a daemon that does not count).</summary>
+    public PathCounters? Counters { get; init; }
+}
+
+/// <summary>A path's counters (docs/operations.md §13): commands finished, bytes moved, commands
+/// running now, and the latency histogram as per-bucket counts (+Inf last).</summary>
+public sealed record PathCounters(long Commands, long ReadBytes, long WrittenBytes, long InFlight, IReadOnlyList<long> LatencyBuckets);
 
 /// <summary>
 /// SPC-4 state as READ FULL STATUS would report it. Keys are 16 hex digits. Type is the SPC-4

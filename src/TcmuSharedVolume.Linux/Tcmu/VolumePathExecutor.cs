@@ -1,10 +1,12 @@
+using System.Diagnostics;
 using TcmuSharedVolume.Scsi;
 using TcmuSharedVolume.Volumes;
 
 namespace TcmuSharedVolume.Linux.Tcmu;
 
 /// <summary>
-/// Runs the commands of one path's ring: the volume's D_SENSE setting, then the command set.
+/// Runs the commands of one path's ring: the volume's D_SENSE setting, then the command set,
+/// then the path's counters (<see cref="Diagnostics.PathMetrics"/>: the time in the daemon, status, bytes).
 /// The daemon and the end-to-end tests use this same class, so the tests exercise what ships.
 /// </summary>
 /// <param name="path">The path (one backstore, one I_T nexus) whose ring this executor serves.</param>
@@ -35,7 +37,9 @@ public sealed class VolumePathExecutor(VolumePath path, Action? tryBind = null, 
                 checkNexus(holder);
         }
         command.DescriptorSense = path.Volume.DescriptorSense;
+        long start = Stopwatch.GetTimestamp();
         CommandSet.Execute(path, command);
+        path.Metrics.Record(command, Stopwatch.GetTimestamp() - start);
     }
 
     public void TaskManagement(TmrType type, ReadOnlySpan<ushort> commandIds)
