@@ -68,7 +68,7 @@ public sealed unsafe class RbdReservationStore : IClusterReservationStore
     public static string ObjectName(string image) => ObjectPrefix + image;
 
     /// <summary>How long an issuer waits for the other hosts' acks before it fences the silent
-    /// ones; keep it well below the initiators' command timeout (CLUSTER.md §3: 5 s of 30 s).</summary>
+    /// ones; keep it well below the initiators' command timeout (docs/reservations.md §18: 5 s of 30 s).</summary>
     public TimeSpan NotifyTimeout { get; init; } = TimeSpan.FromSeconds(5);
 
     /// <summary>How long a fenced host stays blocklisted; 0: the cluster's default (one hour).
@@ -296,7 +296,7 @@ public sealed unsafe class RbdReservationStore : IClusterReservationStore
         return list;
     }
 
-    /// <summary>CLUSTER.md §3 step 4: blocklists the client that did not acknowledge.</summary>
+    /// <summary>docs/reservations.md §18 step 4: blocklists the client that did not acknowledge.</summary>
     private bool Fence(nint cluster, nint ioctx, ulong globalId, ulong version)
     {
         var address = new byte[512];

@@ -53,7 +53,7 @@ public sealed partial class VolumeReservations
     /// <summary>
     /// A change another host committed (or the table read again after a rejoin, with no change):
     /// loads it unless this host already has it or a newer one, raises its unit attentions
-    /// (CLUSTER.md §3 step 5: each host for its own nexuses; a nexus exists on one host only,
+    /// (docs/reservations.md §18, step 3: each host for its own nexuses; a nexus exists on one host only,
     /// so queueing them all is the same), then drains the preempted nexuses' commands that
     /// passed the gate here. True when done; false leaves the change unacknowledged, so the
     /// issuer fences this host.
@@ -118,7 +118,7 @@ public sealed partial class VolumeReservations
     }
 
     /// <summary>
-    /// CLUSTER.md §3 step 1: decide on the cached table, commit with a guarded write; a lost race
+    /// docs/reservations.md §18 step 1: decide on the cached table, commit with a guarded write; a lost race
     /// loads the newer table and decides again, where the command may now conflict or do
     /// something else. On success the table is already in force here (the gate refuses what it
     /// took away) and its unit attentions are queued; <paramref name="committed"/> is then set.
@@ -171,7 +171,7 @@ public sealed partial class VolumeReservations
     }
 
     /// <summary>
-    /// CLUSTER.md §3 steps 2-4, outside the lock (the other hosts' apply takes theirs, and one of
+    /// docs/reservations.md §18 steps 2-4, outside the lock (the other hosts' apply takes theirs, and one of
     /// them may be waiting on this host's ack at the same time): drain this host's preempted
     /// commands, then announce and wait for every other host to apply or be fenced. Every
     /// change waits, those that only add access too: the conservative choice (docs/reservations.md
