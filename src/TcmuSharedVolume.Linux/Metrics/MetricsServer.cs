@@ -37,9 +37,19 @@ public sealed class MetricsServer : IDisposable
     /// <exception cref="IOException">The address cannot be bound (in use, no permission).</exception>
     public static MetricsServer Start(MetricsEndpoint endpoint, Func<string> render)
     {
-        var socket = endpoint.IsUnixSocket
-            ? new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified)
-            : new Socket(endpoint.Address.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+        Socket socket;
+        try
+        {
+            // Creating the socket fails too where the family is not allowed (a unit's
+            // RestrictAddressFamilies=): that must be the same logged refusal, not a crash.
+            socket = endpoint.IsUnixSocket
+                ? new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified)
+                : new Socket(endpoint.Address.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+        }
+        catch (SocketException e)
+        {
+            throw new IOException($"metrics endpoint {endpoint.Text}: {e.Message}", e);
+        }
         try
         {
             if (endpoint.IsUnixSocket)
