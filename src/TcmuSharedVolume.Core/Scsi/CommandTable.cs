@@ -27,6 +27,12 @@ internal enum CommandFlags : ushort
     AllowedWhenStarting = 1 << 6,
     /// <summary>Allowed class when PREVENT=0, otherwise the entry's class.</summary>
     AllowedWhenNotPreventing = 1 << 7,
+    /// <summary>Exists only where a block can be compared and written atomically for every
+    /// writer of the store (VPD B0h MAXIMUM COMPARE AND WRITE LENGTH above 0).</summary>
+    NeedsAtomicCompareAndWrite = 1 << 8,
+    /// <summary>SPC-2 RESERVE/RELEASE: exist only on a table of this host alone
+    /// (docs/reservations.md §18).</summary>
+    NeedsLocalTable = 1 << 9,
 }
 
 /// <summary>One operation code, or one service action of it.</summary>
@@ -131,10 +137,10 @@ internal static unsafe class CommandTable
         // ---- reservations (SPC-4 6.15, 6.16; SPC-2 RESERVE/RELEASE): the engine judges them, not the gate
         .. Persistent(PersistentReserveIn, "PERSISTENT RESERVE IN", 4, [PersistentReserveIn, 0x1F, 0, 0, 0, 0, 0, 0xFF, 0xFF, C]),
         .. Persistent(PersistentReserveOut, "PERSISTENT RESERVE OUT", 8, [PersistentReserveOut, 0x1F, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, C]),
-        Cmd(Reserve6, "RESERVE(6)", &Reservations, [Reserve6, 0, 0, 0, 0, C], Allowed, Pr),
-        Cmd(Release6, "RELEASE(6)", &Reservations, [Release6, 0, 0, 0, 0, C], Allowed, Pr | Spc2),
-        Cmd(Reserve10, "RESERVE(10)", &Reservations, [Reserve10, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, C], Allowed, Pr),
-        Cmd(Release10, "RELEASE(10)", &Reservations, [Release10, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, C], Allowed, Pr | Spc2),
+        Cmd(Reserve6, "RESERVE(6)", &Reservations, [Reserve6, 0, 0, 0, 0, C], Allowed, Pr | CommandFlags.NeedsLocalTable),
+        Cmd(Release6, "RELEASE(6)", &Reservations, [Release6, 0, 0, 0, 0, C], Allowed, Pr | Spc2 | CommandFlags.NeedsLocalTable),
+        Cmd(Reserve10, "RESERVE(10)", &Reservations, [Reserve10, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, C], Allowed, Pr | CommandFlags.NeedsLocalTable),
+        Cmd(Release10, "RELEASE(10)", &Reservations, [Release10, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, C], Allowed, Pr | Spc2 | CommandFlags.NeedsLocalTable),
 
         // ---- SBC-3 block commands
         Cmd(Read6, "READ(6)", &BlockCommands.Read6, [Read6, 0x1F, 0xFF, 0xFF, 0xFF, C], Read),
@@ -157,7 +163,7 @@ internal static unsafe class CommandTable
         Cmd(WriteSame10, "WRITE SAME(10)", &BlockCommands.WriteSame10, [WriteSame10, 0xFE, .. Ff(4), 0, 0xFF, 0xFF, C], Write, Medium, Long),
         Cmd(WriteSame16, "WRITE SAME(16)", &BlockCommands.WriteSame16, [WriteSame16, 0xFF, .. Ff(8), .. Ff(4), 0, C], Write, Medium, Long),
         Cmd(Unmap, "UNMAP", &BlockCommands.Unmap, [Unmap, 0x01, 0, 0, 0, 0, 0, 0xFF, 0xFF, C], Write, Medium | CommandFlags.NeedsUnmap, Long),
-        Cmd(CompareAndWrite, "COMPARE AND WRITE", &BlockCommands.CompareAndWrite, [CompareAndWrite, RwFlags, .. Ff(8), 0, 0, 0, 0xFF, 0, C], Write, Medium),
+        Cmd(CompareAndWrite, "COMPARE AND WRITE", &BlockCommands.CompareAndWrite, [CompareAndWrite, RwFlags, .. Ff(8), 0, 0, 0, 0xFF, 0, C], Write, Medium | CommandFlags.NeedsAtomicCompareAndWrite),
         Cmd(ReadCapacity10, "READ CAPACITY(10)", &BlockCommands.ReadCapacity10, [ReadCapacity10, 0, 0, 0, 0, 0, 0, 0, 0, C], Allowed, Spc2),
         Cmd(ServiceActionIn16, ServiceActionReadCapacity16, "READ CAPACITY(16)", &BlockCommands.ReadCapacity16,
             [ServiceActionIn16, 0x1F, 0, 0, 0, 0, 0, 0, 0, 0, .. Ff(4), 0, C], Allowed, Spc2),

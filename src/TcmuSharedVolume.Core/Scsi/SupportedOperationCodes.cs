@@ -18,17 +18,10 @@ internal static class SupportedOperationCodes
     /// COMPARE AND WRITE one that can do a block atomically (VPD B0h), and SPC-2 RESERVE and
     /// RELEASE a table of this host alone (docs/reservations.md §18).
     /// </summary>
-    public static bool IsSupported(in Command e, Volume volume)
-    {
-        if (e.Has(CommandFlags.NeedsUnmap) && !volume.Store.SupportsUnmap) return false;
-        return e.Op switch
-        {
-            OperationCode.CompareAndWrite => BlockLimitsOf.MaxCompareAndWriteBlocks(volume) > 0,
-            OperationCode.Reserve6 or OperationCode.Release6 or OperationCode.Reserve10 or OperationCode.Release10
-                => !volume.Reservations.IsShared,
-            _ => true,
-        };
-    }
+    public static bool IsSupported(in Command e, Volume volume) =>
+        (!e.Has(CommandFlags.NeedsUnmap) || volume.Store.SupportsUnmap)
+        && (!e.Has(CommandFlags.NeedsAtomicCompareAndWrite) || BlockLimitsOf.MaxCompareAndWriteBlocks(volume) > 0)
+        && (!e.Has(CommandFlags.NeedsLocalTable) || !volume.Reservations.IsShared);
 
     public static bool OpcodeHasServiceActions(byte op)
     {
