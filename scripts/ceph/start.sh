@@ -10,9 +10,15 @@
 #
 # Settings (environment): CEPH_DIR (/var/tmp/tsv-ceph), AUTH (cephx | none), MON_PORT (40330,
 # msgr v2) and MON_PORT_V1 (40789), OSD_PORT_MIN/OSD_PORT_MAX (40800-40899): away from Ceph's
-# own 3300/6789 so a real cluster on the host is never touched. MEMSTORE_BYTES (2G), POOL (rbd),
-# IMAGE (empty: none; else an image of IMAGE_SIZE, 256M, is created in POOL).
-# scripts/ceph/stop.sh stops it.
+# own 3300/6789 so a real cluster on the host is never touched. ADDR (127.0.0.1): the address
+# the monitor and the OSD bind to (the test VMs serve other VMs on 10.99.0.1). MEMSTORE_BYTES
+# (2G), POOL (rbd), IMAGE (empty: none; else an image of IMAGE_SIZE, 256M, is created in POOL,
+# with the features IMAGE_FEATURES, e.g. "layering", or Ceph's defaults). CLIENT (empty; e.g.
+# tsv): also a client.CLIENT with the RBD profile on POOL, its keyring in
+# $CEPH_DIR/ceph.client.CLIENT.keyring, and $CEPH_DIR/client.conf, a ceph.conf for other hosts
+# that reads its keyring from /etc/ceph/ceph.client.CLIENT.keyring.
+# The steps that need the monitor run in one Python process (bootstrap.py), not one ceph CLI
+# call each. scripts/ceph/stop.sh stops it.
 set -euo pipefail
 
 dir=${CEPH_DIR:-/var/tmp/tsv-ceph}
@@ -25,6 +31,9 @@ memstore_bytes=${MEMSTORE_BYTES:-2G}
 pool=${POOL:-rbd}
 image=${IMAGE:-}
 image_size=${IMAGE_SIZE:-256M}
+image_features=${IMAGE_FEATURES:-}
+client=${CLIENT:-}
+addr=${ADDR:-127.0.0.1}
 here=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)
 
 log() { echo "ceph: $*" >&2; }
@@ -32,9 +41,12 @@ fail() { echo "ceph: $*" >&2; exit 1; }
 
 case $auth in cephx | none) ;; *) fail "AUTH=$auth: use cephx or none" ;; esac
 
-packages=(ceph-mon ceph-osd ceph-common librbd-dev librados-dev)
+# The daemons, the tools and the Python bindings bootstrap.py uses; nothing to build (the
+# daemon loads librbd.so.1 and librados.so.2, which ceph-common brings). The test VM's image
+# has them all.
+packages=(ceph-mon ceph-osd ceph-common python3-rados python3-rbd)
 if ! command -v ceph-mon >/dev/null || ! command -v ceph-osd >/dev/null || ! command -v rbd >/dev/null ||
-  [[ ! -e /usr/include/rbd/librbd.h ]]; then
+  ! /usr/bin/python3 -c 'import rados, rbd' 2>/dev/null; then
   log "installing ${packages[*]} (Debian's archive)"
   [[ $(id -u) -eq 0 ]] || fail "installing packages needs root"
   DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${packages[@]}" >&2 ||
@@ -43,8 +55,6 @@ fi
 
 conf=$dir/ceph.conf
 export CEPH_CONF=$conf
-ceph_() { timeout 20 ceph -c "$conf" "$@"; }
-
 alive() { # alive NAME: the daemon's pid file names a running process of that program
   local pidfile=$dir/run/$1.pid pid
   [[ -s $pidfile ]] || return 1
@@ -57,8 +67,10 @@ image_ready() {
   [[ -z $image ]] || timeout 20 rbd -c "$conf" info "$pool/$image" >/dev/null 2>&1
 }
 
-# ready holds the settings it was made with: another AUTH or port means a new cluster.
+# ready holds the settings it was made with: another AUTH, address or port means a new cluster.
 settings="auth=$auth mon=$mon_port/$mon_port_v1 osd=$osd_min-$osd_max pool=$pool"
+[[ $addr == 127.0.0.1 ]] || settings+=" addr=$addr"
+[[ -z $client ]] || settings+=" client=$client"
 if [[ -f $dir/ready && $(<"$dir/ready") == "$settings" ]] && alive mon.a && alive osd.0 && image_ready; then
   echo "$conf"
   exit 0
@@ -77,15 +89,15 @@ fsid=$(cat /proc/sys/kernel/random/uuid)
 cat >"$conf" <<EOF
 [global]
 fsid = $fsid
-mon host = [v2:127.0.0.1:$mon_port,v1:127.0.0.1:$mon_port_v1]
-public addr = 127.0.0.1
-cluster addr = 127.0.0.1
+mon host = [v2:$addr:$mon_port,v1:$addr:$mon_port_v1]
+public addr = $addr
+cluster addr = $addr
 ms bind port min = $osd_min
 ms bind port max = $osd_max
 auth cluster required = $auth
 auth service required = $auth
 auth client required = $auth
-keyring = $dir/keyring
+keyring = $dir/\$cluster.\$name.keyring,$dir/keyring
 run dir = $dir/run
 admin socket = $dir/run/\$name.asok
 pid file = $dir/run/\$name.pid
@@ -111,63 +123,24 @@ keyring = $dir/\$name/keyring
 rbd cache = false
 EOF
 
-if [[ $auth == cephx ]]; then
-  ceph-authtool --create-keyring "$dir/mon.keyring" --gen-key -n mon. --cap mon 'allow *' >/dev/null
-  ceph-authtool --create-keyring "$dir/keyring" --gen-key -n client.admin \
-    --cap mon 'allow *' --cap osd 'allow *' --cap mds 'allow *' --cap mgr 'allow *' >/dev/null
-  ceph-authtool "$dir/mon.keyring" --import-keyring "$dir/keyring" >/dev/null
-  chmod 0600 "$dir/keyring" "$dir/mon.keyring"
-else
-  : >"$dir/mon.keyring"
-  : >"$dir/keyring"
-fi
+args=("$conf" "$dir" "$fsid" "[v2:$addr:$mon_port,v1:$addr:$mon_port_v1]" "$pool" "$auth")
+[[ -z $image ]] || args+=(--image "$image" --size "$(numfmt --from=iec "$image_size")")
+[[ -z $image_features ]] || args+=(--features "$image_features")
+[[ -z $client ]] || args+=(--client "$client")
+/usr/bin/python3 "$here/bootstrap.py" "${args[@]}" || fail "could not make the cluster: see above and $dir/log"
 
-monmaptool --create --fsid "$fsid" --addv a "[v2:127.0.0.1:$mon_port,v1:127.0.0.1:$mon_port_v1]" "$dir/monmap" >/dev/null
-ceph-mon -c "$conf" --mkfs -i a --monmap "$dir/monmap" --keyring "$dir/mon.keyring" 2>>"$dir/log/mkfs.log" ||
-  fail "ceph-mon --mkfs failed: $(tail -3 "$dir/log/mkfs.log")"
-ceph-mon -c "$conf" -i a 2>>"$dir/log/mon.a.stderr" || fail "ceph-mon did not start: see $dir/log/mon.a.log"
-for _ in $(seq 100); do ceph_ mon stat >/dev/null 2>&1 && break; sleep 0.2; done
-ceph_ mon stat >/dev/null 2>&1 || fail "the monitor does not answer on 127.0.0.1:$mon_port: see $dir/log/mon.a.log"
-
-osd_uuid=$(cat /proc/sys/kernel/random/uuid)
-if [[ $auth == cephx ]]; then
-  osd_key=$(ceph-authtool --gen-print-key)
-  printf '{"cephx_secret": "%s"}\n' "$osd_key" >"$dir/osd-new.json"
-  ceph_ osd new "$osd_uuid" -i "$dir/osd-new.json" >/dev/null
-  rm -f "$dir/osd-new.json"
-  ceph-osd -c "$conf" -i 0 --mkfs --key "$osd_key" --osd-uuid "$osd_uuid" 2>>"$dir/log/mkfs.log" ||
-    fail "ceph-osd --mkfs failed: $(tail -3 "$dir/log/mkfs.log")"
-  # --mkfs --key keeps the key inside the store but writes no keyring, and the OSD needs one to
-  # fetch its configuration from the monitor.
-  printf '[osd.0]\n\tkey = %s\n' "$osd_key" >"$dir/osd.0/keyring"
-  chmod 0600 "$dir/osd.0/keyring"
-else
-  ceph_ osd new "$osd_uuid" >/dev/null
-  ceph-osd -c "$conf" -i 0 --mkfs --osd-uuid "$osd_uuid" 2>>"$dir/log/mkfs.log" ||
-    fail "ceph-osd --mkfs failed: $(tail -3 "$dir/log/mkfs.log")"
-fi
-ceph-osd -c "$conf" -i 0 2>>"$dir/log/osd.0.stderr" || fail "ceph-osd did not start: see $dir/log/osd.0.log"
-for _ in $(seq 150); do
-  [[ $(ceph_ osd dump 2>/dev/null) == *"osd.0 up"* ]] && break
-  sleep 0.2
-done
-[[ $(ceph_ osd dump 2>/dev/null) == *"osd.0 up"* ]] || fail "osd.0 is not up after 30 s: see $dir/log/osd.0.log"
-
-ceph_ osd pool create "$pool" 8 8 replicated >/dev/null 2>&1
-ceph_ osd pool application enable "$pool" rbd >/dev/null 2>&1
-# The pool's placement groups are active once an object lookup answers 'No such file'.
-active=0
-for _ in $(seq 150); do
-  out=$(timeout 5 rados -c "$conf" -p "$pool" stat __probe__ 2>&1 || true)
-  if [[ $out == *"No such file"* ]]; then active=1; break; fi
-  sleep 0.2
-done
-((active)) || fail "pool $pool did not become active in 30 s: $out"
-
-if [[ -n $image ]]; then
-  timeout 30 rbd -c "$conf" create --size "$image_size" "$pool/$image" || fail "rbd create $pool/$image failed"
+if [[ -n $client ]]; then
+  cat >"$dir/client.conf" <<EOF
+[global]
+fsid = $fsid
+mon host = [v2:$addr:$mon_port,v1:$addr:$mon_port_v1]
+auth client required = $auth
+keyring = /etc/ceph/\$cluster.\$name.keyring
+[client]
+rbd cache = false
+EOF
 fi
 
 echo "$settings" >"$dir/ready"
-log "up in $((SECONDS - start)) s: mon 127.0.0.1:$mon_port, osd.0 (memstore $memstore_bytes), pool $pool${image:+, image $pool/$image}, auth $auth"
+log "up in $((SECONDS - start)) s: mon $addr:$mon_port, osd.0 (memstore $memstore_bytes), pool $pool${image:+, image $pool/$image}${client:+, client.$client}, auth $auth"
 echo "$conf"
