@@ -3,6 +3,7 @@ using System.CommandLine.Parsing;
 using System.Globalization;
 using System.Text.Json;
 using TcmuSharedVolume.Linux.DBus;
+using TcmuSharedVolume.Volumes;
 
 namespace TcmuSharedVolume.Cli;
 
@@ -16,12 +17,30 @@ public sealed class CliContext
     /// <summary>Runs lvm2's commands (lvs, lvcreate, lvextend, lvremove).</summary>
     public ICommandRunner Commands { get; init; } = new ProcessRunner();
     public Func<string> NewNaaWwn { get; init; } = RandomNaaWwn;
+    /// <summary>The size of an RBD image, read through librbd as the daemon will open it.</summary>
+    public Func<RbdLocation, long> RbdImageSize { get; init; } = ReadRbdImageSize;
     public TextReader In { get; init; } = Console.In;
     public TextWriter Out { get; init; } = Console.Out;
     public TextWriter Error { get; init; } = Console.Error;
 
     /// <summary>Waits between two refreshes of status --watch (tests do not wait).</summary>
     public Action<TimeSpan, CancellationToken> Sleep { get; init; } = (t, stop) => stop.WaitHandle.WaitOne(t);
+
+    private static long ReadRbdImageSize(RbdLocation location)
+    {
+        try
+        {
+            using var image = TcmuSharedVolume.Backends.RbdStore.Open(location);
+            return image.SizeBytes;
+        }
+        catch (Exception e) when (e is IOException or DllNotFoundException)
+        {
+            throw new CliFailure($"cannot open RBD image {location.Pool}/{location.Image}: {e.Message}");
+        }
+    }
+
+    /// <summary>A file's or block device's size, or an RBD image's.</summary>
+    public long SizeOf(string canonical) => Volumes.Rbd(canonical) is { } rbd ? RbdImageSize(rbd) : Volumes.SizeOf(canonical);
 
     /// <summary>NAA type 5 with LIO's OUI 00-14-05, as rtslib generates them.</summary>
     public static string RandomNaaWwn() =>
@@ -161,7 +180,7 @@ public static class Cli
             if (secretsSource is not null && noAuth)
                 throw new UsageException("--chap-secrets and --no-auth exclude each other");
             if (secretsSource is not null) request = request with { Chap = ChapSecrets.Load(secretsSource, ctx.In) };
-            request = request with { Size = Volumes.SizeOf(path) };
+            request = request with { Size = ctx.SizeOf(path) };
             var names = Exporter(ctx).ExportIscsi(request);
             for (int k = 0; k < names.Count; k++)
                 ctx.Out.WriteLine($"{request.Initiators[k]}: LUN 0 = user:sharedvol/{names[k]}" +
@@ -181,7 +200,7 @@ public static class Cli
             var prefix = Volumes.CheckPrefix(p.GetValue(nameOpt) ?? Volumes.DefaultPrefix(path));
             int nodes = p.GetValue(nodesOpt);
             if (nodes is < 1 or > 128) throw new UsageException("--nodes must be from 1 to 128");
-            foreach (var line in Exporter(ctx).ExportLoopback(path, Volumes.SizeOf(path), nodes, prefix))
+            foreach (var line in Exporter(ctx).ExportLoopback(path, ctx.SizeOf(path), nodes, prefix))
                 ctx.Out.WriteLine(line);
             ctx.Out.WriteLine($"exported {path} through {nodes} loopback target(s); configuration saved");
             return Ok;
@@ -194,7 +213,7 @@ public static class Cli
         var unexport = new Command("unexport", "Remove every LUN and backstore of a volume (the file stays).") { unexportVolume };
         unexport.SetAction(p =>
         {
-            var path = Volumes.Canonical(p.GetValue(unexportVolume)!);
+            var path = Volumes.Key(Volumes.Canonical(p.GetValue(unexportVolume)!));
             var removed = Exporter(ctx).Unexport(path);
             ctx.Out.WriteLine($"unexported {path}: removed {string.Join(", ", removed)}; configuration saved");
             return Ok;

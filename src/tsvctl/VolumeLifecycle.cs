@@ -1,3 +1,5 @@
+using TcmuSharedVolume.Volumes;
+
 namespace TcmuSharedVolume.Cli;
 
 /// <summary>
@@ -27,9 +29,14 @@ public static class VolumeLifecycle
     {
         var path = Volumes.Canonical(volume);
         var lvm = new Lvm(ctx.Commands);
-        var lv = LogicalVolume.Parse(volume) ?? (Volumes.BlockDeviceSize(path) is not null ? lvm.OfDevice(path) : null);
+        var rbd = Volumes.Rbd(path);
+        var lv = rbd is not null ? null : LogicalVolume.Parse(volume) ?? (Volumes.BlockDeviceSize(path) is not null ? lvm.OfDevice(path) : null);
         long newSize;
-        if (lv is { } l)
+        if (rbd is not null)
+        {
+            newSize = GrowRbd(ctx, path, rbd, size);
+        }
+        else if (lv is { } l)
         {
             newSize = lvm.Extend(l, size);
         }
@@ -66,6 +73,20 @@ public static class VolumeLifecycle
             : $"resized {path} to {newSize} bytes; {backstores.Count} path(s) told: {string.Join(", ", backstores)}; configuration saved");
     }
 
+    /// <summary>
+    /// An RBD image is grown by the daemon (rbd_resize) when the first of its backstores gets
+    /// the new dev_size; the daemons of other hosts take the image's new size when theirs do.
+    /// </summary>
+    private static long GrowRbd(CliContext ctx, string path, RbdLocation rbd, long size)
+    {
+        long current = ctx.RbdImageSize(rbd);
+        if (size < current)
+            throw new CliFailure($"{rbd.Pool}/{rbd.Image} has {current} bytes; shrinking to {size} is refused: the initiators' data behind the new end would be lost");
+        if (ctx.Configfs.BackstoresOf(path).Count == 0)
+            throw new CliFailure($"{rbd.Pool}/{rbd.Image} is not exported on this host: grow it with rbd resize, or here once it is exported");
+        return size;
+    }
+
     /// <summary>An exported file is grown by the daemon when dev_size is written; one that is not, here (sparse).</summary>
     private static long GrowFile(string path, long size, bool exported)
     {
@@ -91,6 +112,9 @@ public static class VolumeLifecycle
     public static void Delete(CliContext ctx, string volume, bool yes)
     {
         var path = Volumes.Canonical(volume);
+        // The image belongs to Ceph and may be served by other hosts.
+        if (Volumes.Rbd(path) is { } rbd)
+            throw new CliFailure($"{rbd.Pool}/{rbd.Image} is an RBD image, which tsvctl does not delete: unexport it on every host, then rbd rm");
         var backstores = ctx.Configfs.BackstoresOf(path);
         if (backstores.Count > 0)
             throw new CliFailure($"{path} is exported (backstores {string.Join(", ", backstores)}); unexport it first: tsvctl unexport --volume {path}");

@@ -140,6 +140,8 @@ public sealed class Sandbox : IDisposable
     public FakeTargetcli Targetcli { get; } = new();
     public FakeLvm Lvm { get; } = new();
     public FakeJournal Journal { get; } = new();
+    /// <summary>RBD images "POOL/IMAGE" and their sizes, as librbd would report them.</summary>
+    public Dictionary<string, long> RbdImages { get; } = [];
     public List<TimeSpan> Slept { get; } = [];
     public FakeAdmin Admin { get; set; } = new(AdminJsonContext.Serialize(new AdminStatus("0.1.0", [])));
     public StringWriter Out { get; } = new();
@@ -161,10 +163,24 @@ public sealed class Sandbox : IDisposable
         Configfs = new LioConfigfs(Configfs),
         Commands = Lvm,
         NewNaaWwn = () => $"naa.500140500000000{++_wwn}",
+        RbdImageSize = l => RbdImages.TryGetValue($"{l.Pool}/{l.Image}", out var size)
+            ? size
+            : throw new CliFailure($"cannot open RBD image {l.Pool}/{l.Image}: open RBD image {l.Pool}/{l.Image} failed: No such file or directory"),
         In = new StringReader(Stdin),
         Out = Out,
         Error = Err,
     });
+
+    /// <summary>A user:sharedvol backstore in the fake configfs, as the kernel shows it to tsvctl.</summary>
+    public void Backstore(int hba, string name, string config)
+    {
+        var dev = Directory.CreateDirectory(Path.Combine(Configfs, "core", $"user_{hba}", name, "attrib"));
+        File.WriteAllText(Path.Combine(dev.FullName, "dev_config"), config + "\n");
+        File.WriteAllText(Path.Combine(dev.FullName, "dev_size"), "");
+    }
+
+    public string DevSize(int hba, string name) =>
+        File.ReadAllText(Path.Combine(Configfs, "core", $"user_{hba}", name, "attrib", "dev_size"));
 
     /// <summary>stderr must be exactly one line.</summary>
     public string ErrorLine()
