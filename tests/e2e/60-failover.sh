@@ -8,33 +8,12 @@
 # The secure default: each node logs in with mutual CHAP, so no host can claim a node's name.
 ISCSI_CHAP=mutual
 . "$(dirname "$0")/lib-iscsi.sh"
+. "$(dirname "$0")/lib-story.sh"
 trap 'iscsi_cleanup "$TARGET"; stop_daemon' EXIT
 
 TARGET=iqn.2026-11.org.example:shared-db
 NODE1=iqn.2026-11.org.example:node1
 NODE2=iqn.2026-11.org.example:node2
-ROWS=()
-BAD=0
-
-narrate() { printf '\n\033[1m%s\033[0m\n' "$*"; }
-# step WHO WHAT EXPECTED COMMAND...: runs one SCSI action, prints what the target answered.
-step() {
-    local who=$1 what=$2 want=$3 got rc; shift 3
-    if "$@" >/tmp/step.out 2>&1; then rc=0; else rc=$?; fi
-    case $rc in 0) got=GOOD ;; 24) got="RESERVATION CONFLICT" ;; *) got="FAILED (exit $rc)" ;; esac
-    local mark=ok; [ "$got" = "$want" ] || { mark=UNEXPECTED; BAD=$((BAD + 1)); cat /tmp/step.out; }
-    printf '  %-6s %-52s -> %-21s [%s]\n' "$who" "$what" "$got" "$mark"
-    ROWS+=("$(printf '| %-6s | %-52s | %-21s | %-10s |' "$who" "$what" "$got" "$mark")")
-}
-prout() { # prout DEV ARGS...: sg_persist PR OUT; 24 on RESERVATION CONFLICT
-    local dev=$1; shift
-    tur "$dev"
-    if sg_persist -n --out "$@" "$dev" >/tmp/prout.out 2>&1; then return 0; fi
-    grep -qi 'reservation conflict' /tmp/prout.out && return 24
-    cat /tmp/prout.out; return 1
-}
-write_page() { tur "$1"; scsi_write "$1" "$2" "$3"; }
-key_list() { sg_persist -n --in --read-keys "$1" 2>/dev/null | grep -E '^[[:space:]]+0x' | tr -d ' ' | tr '\n' ' '; }
 
 narrate "Setting up: the tcmu-shared-volume daemon, one 1 GiB sparse volume, two paths over iSCSI with mutual CHAP"
 load_modules
@@ -85,17 +64,8 @@ step node1 "WRITE LBA 1001" "RESERVATION CONFLICT" write_page "$N1" 1001 D
 narrate "7. node2 is the database now"
 step node2 "WRITE LBA 3000 ('E')" GOOD write_page "$N2" 3000 E
 step node2 "READ LBA 1000 (node1's page from before failover)" GOOD scsi_read "$N2" 1000
-if cmp -s /tmp/read.out <(head -c 512 /dev/zero | tr '\0' A); then
-    echo "  node1's page written before fencing is intact"
-else
-    BAD=$((BAD + 1)); echo "  node1's page is NOT intact"
-    ROWS+=("| node2  | node1's page intact after failover                   | NO                    | UNEXPECTED |")
-fi
+check node2 "node1's page from before failover is intact" same_page /tmp/read.out A
 
-narrate "Summary"
-printf '| %-6s | %-52s | %-21s | %-10s |\n' node action "target answered" check
-printf '|%s|%s|%s|%s|\n' -------- ------------------------------------------------------ ----------------------- ------------
-printf '%s\n' "${ROWS[@]}"
-if [ "$BAD" -ne 0 ]; then fail "$BAD step(s) did not answer as the standard says"; fi
+summary
 echo
 echo "failover: every step answered as SPC-4 says"

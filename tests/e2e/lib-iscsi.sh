@@ -82,6 +82,8 @@ iscsi_login() {
         udevadm settle 2>/dev/null || true
         for s in /sys/class/iscsi_session/session*; do
             [ "$(cat "$s/initiatorname" 2>/dev/null)" = "$init" ] || continue
+            # One initiator may be logged in to several targets (a volume on two hosts).
+            [ "$(cat "$s/targetname" 2>/dev/null)" = "$iqn" ] || continue
             # LUN 0's disk: with more LUNs, ls of several block/ dirs prints headers first.
             blk=$(ls "$s"/device/target*/*:*:*:0/block 2>/dev/null | head -n1)
             if [ -n "$blk" ] && [ -b "/dev/$blk" ]; then echo "/dev/$blk"; return 0; fi

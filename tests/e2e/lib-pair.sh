@@ -37,3 +37,52 @@ pair_done() {
 
 # on_role ROLE CMD...: runs CMD only on that VM.
 on_role() { local r=$1; shift; [ "$ROLE" != "$r" ] || "$@"; }
+
+# One VM can drive the whole test and run commands on the other, so that a scenario reads as one
+# story with one summary: the other VM calls pair_serve, the driver pair_run for each command and
+# pair_release at the end.
+PAIR_SEQ=0
+
+# pair_run 'COMMAND' [SECONDS]: evaluates COMMAND (a string: its variables and functions are the
+# other VM's) on the other VM; prints its output and returns its exit code.
+pair_run() {
+    # The next number not used yet: a call in a subshell ($(pair_run ...)) cannot count for us.
+    local n=$((PAIR_SEQ + 1)) t0=$SECONDS limit=${2:-600}
+    while [ -e "$PAIR/cmd.$n" ]; do n=$((n + 1)); done
+    PAIR_SEQ=$n
+    printf '%s\n' "$1" >"$PAIR/.cmd.$n" && mv -f "$PAIR/.cmd.$n" "$PAIR/cmd.$n" || fail "cannot write $PAIR/cmd.$n"
+    while [ ! -e "$PAIR/rc.$n" ]; do
+        [ -e "$PAIR/exit.$PEER" ] && fail "VM $PEER exited $(cat "$PAIR/exit.$PEER") while running: $1"
+        (( SECONDS - t0 < limit )) || fail "VM $PEER did not finish within ${limit} s: $1"
+        sleep 0.1
+    done
+    cat "$PAIR/out.$n"
+    return "$(cat "$PAIR/rc.$n")"
+}
+
+# pair_release: the driver is done with the other VM (pair_serve returns there).
+pair_release() { pair_run release >/dev/null; }
+
+# pair_serve: runs what the driver sends with pair_run, in order, each command in a subshell of
+# this shell (it sees this script's functions and variables, and cannot end the script), its
+# output on this VM's console too; returns on pair_release, fails if the driver's script ends.
+pair_serve() {
+    local n=0 cmd rc
+    while :; do
+        n=$((n + 1))
+        while [ ! -e "$PAIR/cmd.$n" ]; do
+            [ -e "$PAIR/exit.$PEER" ] && fail "VM $PEER exited $(cat "$PAIR/exit.$PEER") while this VM served it"
+            sleep 0.1
+        done
+        cmd=$(cat "$PAIR/cmd.$n")
+        if [ "$cmd" = release ]; then
+            echo 0 >"$PAIR/.rc.$n"; : >"$PAIR/out.$n"; mv -f "$PAIR/.rc.$n" "$PAIR/rc.$n"
+            return 0
+        fi
+        echo "+ $cmd"
+        ( eval "$cmd" ) >"$PAIR/.out.$n" 2>&1 && rc=0 || rc=$?
+        cat "$PAIR/.out.$n"
+        mv -f "$PAIR/.out.$n" "$PAIR/out.$n"
+        echo "$rc" >"$PAIR/.rc.$n" && mv -f "$PAIR/.rc.$n" "$PAIR/rc.$n"
+    done
+}
