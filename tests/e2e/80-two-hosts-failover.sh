@@ -27,7 +27,7 @@ node2() { pair_run "$1"; } # node2 'COMMAND': on VM b, with its $DM, $P1, $P2
 narrate "The volume: RBD image $POOL/$IMAGE, host 1 (10.99.0.1) and host 2 (10.99.0.2), one table in RADOS"
 echo "  node1: $DM = $P1 (host 1) + $P2 (host 2)"
 echo "  node2: $(node2 'echo "$DM = $P1 (host 1) + $P2 (host 2)"')"
-multipath -ll "$DM" | sed 's/^/  /'
+multipath -ll 2>&1 | sed "s/^/  /" || true
 
 narrate "1. Both nodes register their key on every path (mpathpersist: one I_T nexus per host)"
 step node1 "REGISTER 0xa1 on both paths (mpathpersist)" GOOD mpath_prout "$DM" --register --param-sark=0xa1
