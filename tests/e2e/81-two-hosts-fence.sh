@@ -45,7 +45,7 @@ narrate "The volume: RBD image $POOL/$IMAGE on host 1 and host 2; node1 $DM, nod
 cycle() {
     local a=$1 k1=$2 k2=$3 lba=$4 check=/usr/share/cluster/${1}_check
     narrate "$a: node1 and node2 unfence (on) with keys $k1 and $k2"
-    step node1 "$a -o on -k $k1 -d $DM" GOOD agent "$a" -o on -k "$k1" -d "$DM"
+    step node1 "$a -o on -k $k1 -d \$DM" GOOD agent "$a" -o on -k "$k1" -d "$DM"
     step node2 "$a -o on -k $k2 -d \$DM" GOOD node2 "agent $a -o on -k $k2 -d \"\$DM\""
     check node1 "$a: both keys on both hosts' paths" registrations_are "0x$k1" 2 "0x$k2" 2
     step node1 "READ RESERVATION via host 2: $k1 holds WERO" GOOD holder_is "$P2" "0x$k1"
@@ -60,7 +60,7 @@ cycle() {
 
     narrate "$a: node1 fences node2 (off: PREEMPT AND ABORT of $k2)"
     t0=$(date +%s%N)
-    step node1 "$a -o off -k $k2 -d $DM" GOOD agent "$a" -o off -k "$k2" -d "$DM"
+    step node1 "$a -o off -k $k2 -d \$DM" GOOD agent "$a" -o off -k "$k2" -d "$DM"
     echo "  fenced in $(ms_since "$t0") ms"
     check node1 "$a -o status -k $k2: OFF" status_is "$a" OFF -k "$k2" -d "$DM"
     check node1 "$k2 gone from both hosts, $k1 on both" registrations_are "0x$k1" 2 "0x$k2" 0
