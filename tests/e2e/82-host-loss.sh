@@ -113,6 +113,7 @@ step node1 "path via host 2 ($P2) fails" GOOD wait_path "$P2" failed 180
 step node2 "path via host 2 fails" GOOD node2 'wait_path "$P2" failed 180' 200
 echo "  both nodes failed over $(ms_since "$t_kill") ms after the kill"
 step node1 "I/O goes on through host 1 alone" GOOD more_written "$P1" "$(sectors_written "$P1")" 1 120
+sed 's/^/  /' /tmp/step.out
 
 narrate "Host 2 starts again; its paths return"
 step host2 "systemctl start (the daemon adopts its rings)" GOOD node2 'rm -f /run/systemd/system/$UNIT.d/down.conf &&
@@ -141,6 +142,7 @@ step host2 "SIGCONT the daemon" GOOD node2 'kill -CONT $(daemon_pid)'
 took=$(( (t_good - t0) / 1000000 ))
 echo "  GOOD after $took ms"
 check node1 "host 1 blocklisted host 2 before GOOD" blocklisted_before "$t_good"
+sed 's/^/  host 1: /' /tmp/blocklisted
 check node1 "GOOD only after the 5 s acknowledgement timeout" test "$took" -ge 5000
 check node1 "Ceph's blocklist names host 2 (10.99.0.2)" eval 'ceph -c /var/tmp/tsv-ceph/ceph.conf osd blocklist ls 2>&1 | grep "^10.99.0.2:"'
 
@@ -148,6 +150,7 @@ narrate "Host 2 resumes: fenced, it rejoins before serving again"
 step host2 "logs that it was fenced and rejoined" GOOD node2 "wait_more_journal 'rejoined as client' $rejoined 120"
 step node2 "the queued write did not succeed" GOOD node2 'for _ in $(seq 600); do [ -e /tmp/queued.rc ] && break; sleep 0.2; done;
     cat /tmp/queued.out; [ -e /tmp/queued.rc ] && [ "$(cat /tmp/queued.rc)" != 0 ]'
+echo "  node2's queued write ended with exit $(node2 'cat /tmp/queued.rc') (24: RESERVATION CONFLICT, 2: CHECK CONDITION)"
 step node1 "READ LBA 900000 via host 1" GOOD scsi_read "$P1" 900000
 check node1 "it holds 'P': the queued 'Q' never reached the image" same_page /tmp/read.out P
 step node1 "READ LBA 900000 via host 2 (serving again)" GOOD eval 'tur "$P2"; scsi_read "$P2" 900000'

@@ -85,6 +85,14 @@ node_up() {
     [ -n "$holder1" ] && [ "$holder1" = "$holder2" ] || { multipath -ll; fail "no multipath map of $P1 and $P2"; }
     DM=/dev/mapper/$(cat "/sys/block/$holder1/dm/name")
     DM_DEV=/dev/$holder1
+    # udev makes /dev/mapper/NAME a moment after the map exists; mpathpersist opens it read-write.
+    for _ in $(seq 150); do
+        udevadm settle 2>/dev/null || true
+        dd if="$DM" of=/dev/null bs=512 count=1 iflag=direct status=none 2>/dev/null &&
+            { exec 9<>"$DM"; } 2>/dev/null && { exec 9>&-; break; }
+        sleep 0.2
+    done
+    dd if="$DM" of=/dev/null bs=512 count=1 iflag=direct status=none || fail "$DM cannot be read"
     echo "$NODE: $P1 via host 1, $P2 via host 2, multipath $DM ($(vpd80 "$P1"))"
 }
 
