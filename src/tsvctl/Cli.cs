@@ -114,7 +114,7 @@ public static class Cli
         });
         volume.Add(create);
 
-        var resizePath = new Argument<string>("VOLUME") { Description = "Backing file, block device or lvm:VG/NAME." };
+        var resizePath = new Argument<string>("VOLUME") { Description = "Backing file, block device, lvm:VG/NAME or rbd/POOL/IMAGE[;ceph_conf=…][;ceph_id=…]." };
         var resizeSize = new Option<string>("--size") { Description = "New size, e.g. 200G; growing only.", Required = true };
         var resize = new Command("resize",
             "Grow a volume (lvextend for an LV, sparse for a file) and every backstore serving it: each initiator is told CAPACITY DATA HAS CHANGED.")
@@ -139,7 +139,7 @@ public static class Cli
 
         // export iscsi | loopback
         var export = new Command("export", "Export a volume through LIO (runs targetcli).");
-        var volumeOpt = new Option<string>("--volume") { Description = "Backing file, block device or lvm:VG/NAME.", Required = true };
+        var volumeOpt = new Option<string>("--volume") { Description = "Backing file, block device, lvm:VG/NAME, or rbd/POOL/IMAGE[;ceph_conf=PATH][;ceph_id=ID].", Required = true };
         var nameOpt = new Option<string?>("--name") { Description = "Backstore name prefix (default: the file name)." };
 
         var targetOpt = new Option<string>("--target") { Description = "Target IQN to create.", Required = true };
@@ -209,7 +209,7 @@ public static class Cli
         export.Add(loopback);
         root.Add(export);
 
-        var unexportVolume = new Option<string>("--volume") { Description = "Backing file, block device or lvm:VG/NAME.", Required = true };
+        var unexportVolume = new Option<string>("--volume") { Description = "Backing file, block device, lvm:VG/NAME or rbd/POOL/IMAGE.", Required = true };
         var unexport = new Command("unexport", "Remove every LUN and backstore of a volume (the file stays).") { unexportVolume };
         unexport.SetAction(p =>
         {
