@@ -6,23 +6,9 @@
 # Write Exclusive - Registrants Only, node1 dies, node2 PREEMPT AND ABORTs it through host 2, and
 # node1's writes conflict through host 1, through host 2 and through its multipath device.
 # VM a (Ceph, host 1, node1) tells the story; VM b (host 2, node2) runs node2's steps for it.
-. "$(dirname "$0")/lib.sh"
-ISCSI_CHAP=mutual
-. "$(dirname "$0")/lib-iscsi.sh"
-. "$(dirname "$0")/lib-service.sh"
-. "$(dirname "$0")/lib-pair.sh"
-. "$(dirname "$0")/lib-story.sh"
 . "$(dirname "$0")/lib-two-hosts.sh"
-trap two_hosts_cleanup EXIT
 
-two_hosts_up
-if [ "$ROLE" = b ]; then
-    pair_serve
-    pair_done
-    exit 0
-fi
-
-node2() { pair_run "$1"; } # node2 'COMMAND': on VM b, with its $DM, $P1, $P2
+two_hosts_story
 
 narrate "The volume: RBD image $POOL/$IMAGE, host 1 (10.99.0.1) and host 2 (10.99.0.2), one table in RADOS"
 echo "  node1: $DM = $P1 (host 1) + $P2 (host 2)"
@@ -67,8 +53,6 @@ for lba in 1001 1002 1003; do
     step node2 "READ LBA $lba: none of node1's fenced writes landed" GOOD node2 "dm_read \"\$DM\" $lba && ! same_page /tmp/read.out D"
 done
 
-summary
-pair_release
-pair_done
+two_hosts_end
 echo
 echo "two-host failover: every step answered as SPC-4 says, through both hosts"

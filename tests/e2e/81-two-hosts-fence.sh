@@ -6,14 +6,7 @@
 # device (it registers on every path): the same cycle. A fenced node cannot write through host 1,
 # host 2 or its multipath device, and its watchdog check (fence_*_check) reports it.
 # VM a (Ceph, host 1, node1) tells the story; VM b (host 2, node2) runs node2's steps for it.
-. "$(dirname "$0")/lib.sh"
-ISCSI_CHAP=mutual
-. "$(dirname "$0")/lib-iscsi.sh"
-. "$(dirname "$0")/lib-service.sh"
-. "$(dirname "$0")/lib-pair.sh"
-. "$(dirname "$0")/lib-story.sh"
 . "$(dirname "$0")/lib-two-hosts.sh"
-trap two_hosts_cleanup EXIT
 
 command -v fence_mpath >/dev/null && command -v fence_scsi >/dev/null || fail "fence-agents is not installed"
 
@@ -29,14 +22,7 @@ status_is() {
 # check_fails CHECK: the watchdog helper exits non-zero (the node's key is gone: it would reboot).
 check_fails() { if "$1"; then return 1; fi; }
 
-two_hosts_up
-if [ "$ROLE" = b ]; then
-    pair_serve
-    pair_done
-    exit 0
-fi
-
-node2() { pair_run "$1"; } # node2 'COMMAND': on VM b, with its $DM, $P1, $P2
+two_hosts_story
 
 narrate "The volume: RBD image $POOL/$IMAGE on host 1 and host 2; node1 $DM, node2 $(node2 'echo $DM')"
 
@@ -89,8 +75,6 @@ check node1 "no registrations on either host" registrations_are 0xa1 0 0xb2 0
 
 cycle fence_scsi 1 2 2000
 
-summary
-pair_release
-pair_done
+two_hosts_end
 echo
 echo "two-host fencing: fence_mpath and fence_scsi fence node2 through both hosts"

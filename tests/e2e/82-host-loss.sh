@@ -12,15 +12,8 @@
 #     was blocklisted by Ceph. Host 2 resumes, finds itself fenced, rejoins; node2's queued
 #     write never reaches the image (read back through both hosts) and node2 is fenced there.
 # VM a (Ceph, host 1, node1) tells the story; VM b (host 2, node2) runs node2's and host 2's steps.
-. "$(dirname "$0")/lib.sh"
-ISCSI_CHAP=mutual
-. "$(dirname "$0")/lib-iscsi.sh"
-. "$(dirname "$0")/lib-service.sh"
-. "$(dirname "$0")/lib-pair.sh"
-. "$(dirname "$0")/lib-story.sh"
 IMAGE_SIZE=512M
 . "$(dirname "$0")/lib-two-hosts.sh"
-trap two_hosts_cleanup EXIT
 
 FIO_MB=32
 # fio_start OFFSET_MB: write+verify of FIO_MB MiB of this node's device in the background; its
@@ -82,14 +75,7 @@ blocklisted_before() {
 # which multipathd does for a path that returns, moves it and changes nothing else).
 table_now() { tur "$1"; sg_persist -n --in --read-full-status "$1" | grep -v 'PR generation'; }
 
-two_hosts_up
-if [ "$ROLE" = b ]; then
-    pair_serve
-    pair_done
-    exit 0
-fi
-
-node2() { pair_run "$1" "${2:-600}"; } # node2 'COMMAND' [SECONDS]: on VM b (node2 and host 2)
+two_hosts_story
 
 narrate "Both nodes register on every path; node1 holds Write Exclusive - Registrants Only"
 step node1 "REGISTER 0xa1 on both paths (mpathpersist)" GOOD mpath_prout "$DM" --register --param-sark=0xa1
@@ -159,8 +145,6 @@ step node2 "WRITE LBA 900001 via host 2" "RESERVATION CONFLICT" node2 'write_pag
 step node2 "WRITE LBA 900002 via host 1" "RESERVATION CONFLICT" node2 'write_page "$P1" 900002 R'
 step node1 "WRITE LBA 900003 via multipath (holder)" GOOD dm_write "$DM" 900003 S
 
-summary
-pair_release
-pair_done
+two_hosts_end
 echo
 echo "host loss: failover under fio with nothing lost; a silent host is blocklisted before GOOD"

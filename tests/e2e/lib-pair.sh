@@ -16,16 +16,22 @@ pair_signal() {
     printf '%s\n' "${2:-}" >"$PAIR/.$1.$ROLE" && mv -f "$PAIR/.$1.$ROLE" "$PAIR/$1" || fail "cannot write $PAIR/$1"
 }
 
-# pair_wait NAME [SECONDS]: waits (default 600 s) until the other VM signalled NAME; prints
-# its value. Fails at once if the other VM's script has ended (the host writes exit.ROLE).
-pair_wait() {
-    local name=$1 n=${2:-600} t0=$SECONDS
-    while [ ! -e "$PAIR/$name" ]; do
-        [ -e "$PAIR/exit.$PEER" ] && fail "VM $PEER exited $(cat "$PAIR/exit.$PEER") before signalling '$name'"
-        (( SECONDS - t0 < n )) || fail "VM $PEER did not signal '$name' within ${n} s"
-        sleep 0.2
+# pair_await FILE SECONDS WHAT: waits until $PAIR/FILE exists; fails at once if the other VM's
+# script has ended (the host writes exit.ROLE), or after SECONDS, saying it was waiting for WHAT.
+pair_await() {
+    local t0=$SECONDS
+    while [ ! -e "$PAIR/$1" ]; do
+        [ -e "$PAIR/exit.$PEER" ] && fail "VM $PEER exited $(cat "$PAIR/exit.$PEER") before $3"
+        (( SECONDS - t0 < $2 )) || fail "VM $PEER: no $3 within $2 s"
+        sleep 0.1
     done
-    cat "$PAIR/$name"
+}
+
+# pair_wait NAME [SECONDS]: waits (default 600 s) until the other VM signalled NAME; prints
+# its value.
+pair_wait() {
+    pair_await "$1" "${2:-600}" "signal '$1'"
+    cat "$PAIR/$1"
 }
 
 # pair_done: the last step of both scripts. Each VM waits for the other, so that neither powers
@@ -34,9 +40,6 @@ pair_done() {
     pair_signal "done.$ROLE"
     pair_wait "done.$PEER" "${1:-600}" >/dev/null
 }
-
-# on_role ROLE CMD...: runs CMD only on that VM.
-on_role() { local r=$1; shift; [ "$ROLE" != "$r" ] || "$@"; }
 
 # One VM can drive the whole test and run commands on the other, so that a scenario reads as one
 # story with one summary: the other VM calls pair_serve, the driver pair_run for each command and
@@ -47,15 +50,11 @@ PAIR_SEQ=0
 # other VM's) on the other VM; prints its output and returns its exit code.
 pair_run() {
     # The next number not used yet: a call in a subshell ($(pair_run ...)) cannot count for us.
-    local n=$((PAIR_SEQ + 1)) t0=$SECONDS limit=${2:-600}
+    local n=$((PAIR_SEQ + 1)) limit=${2:-600}
     while [ -e "$PAIR/cmd.$n" ]; do n=$((n + 1)); done
     PAIR_SEQ=$n
     printf '%s\n' "$1" >"$PAIR/.cmd.$n" && mv -f "$PAIR/.cmd.$n" "$PAIR/cmd.$n" || fail "cannot write $PAIR/cmd.$n"
-    while [ ! -e "$PAIR/rc.$n" ]; do
-        [ -e "$PAIR/exit.$PEER" ] && fail "VM $PEER exited $(cat "$PAIR/exit.$PEER") while running: $1"
-        (( SECONDS - t0 < limit )) || fail "VM $PEER did not finish within ${limit} s: $1"
-        sleep 0.1
-    done
+    pair_await "rc.$n" "$limit" "end of: $1"
     cat "$PAIR/out.$n"
     return "$(cat "$PAIR/rc.$n")"
 }
@@ -70,10 +69,7 @@ pair_serve() {
     local n=0 cmd rc
     while :; do
         n=$((n + 1))
-        while [ ! -e "$PAIR/cmd.$n" ]; do
-            [ -e "$PAIR/exit.$PEER" ] && fail "VM $PEER exited $(cat "$PAIR/exit.$PEER") while this VM served it"
-            sleep 0.1
-        done
+        pair_await "cmd.$n" 86400 "its next command or pair_release"
         cmd=$(cat "$PAIR/cmd.$n")
         if [ "$cmd" = release ]; then
             echo 0 >"$PAIR/.rc.$n"; : >"$PAIR/out.$n"; mv -f "$PAIR/.rc.$n" "$PAIR/rc.$n"

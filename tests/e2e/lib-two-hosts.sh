@@ -9,6 +9,19 @@
 # target IQN and portal (iSCSI names a SCSI target port by IQN and TPG, and tsvctl uses TPG 1,
 # so one IQN on both hosts would give two ports one name). Each node logs in to both hosts, and
 # dm-multipath (tests/e2e/multipath.conf) makes one device of its two paths.
+#
+# A test sources this file alone (it brings the others) and calls two_hosts_story: VM a then
+# tells the scenario with lib-story.sh's steps, running node2's and host 2's with node2 'CMD'
+# on VM b, and ends with two_hosts_end. Functions that VM b runs must be defined before
+# two_hosts_story. IMAGE_SIZE (256M) may be set before sourcing.
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+. "$here/lib.sh"
+ISCSI_CHAP=mutual
+. "$here/lib-iscsi.sh"
+. "$here/lib-service.sh"
+. "$here/lib-pair.sh"
+. "$here/lib-story.sh"
+trap two_hosts_cleanup EXIT
 
 HOST=$([ "$ROLE" = a ] && echo 1 || echo 2)
 POOL=rbd IMAGE=shared-db
@@ -173,4 +186,24 @@ two_hosts_cleanup() {
     set +e
     multipath -F >/dev/null 2>&1
     iscsiadm -m node --logout >/dev/null 2>&1
+}
+
+# two_hosts_story: both hosts and nodes up; VM b then runs what VM a sends until VM a is done.
+two_hosts_story() {
+    two_hosts_up
+    if [ "$ROLE" = b ]; then
+        pair_serve
+        pair_done
+        exit 0
+    fi
+}
+
+# node2 'COMMAND' [SECONDS]: on VM b (node2 and host 2), with its $DM, $P1, $P2.
+node2() { pair_run "$1" "${2:-600}"; }
+
+# two_hosts_end: the summary table (fails on any unexpected answer); then both VMs end together.
+two_hosts_end() {
+    summary
+    pair_release
+    pair_done
 }
