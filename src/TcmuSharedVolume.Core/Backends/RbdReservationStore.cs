@@ -55,6 +55,7 @@ public sealed unsafe class RbdReservationStore : IClusterReservationStore
     private ulong _cookie;
     private ulong _globalId;
     private int _rejoinQueued;
+    private int _rejoining;
     private int _disposed;
     private long _lostRaces;
     private long _fencedHosts;
@@ -575,9 +576,15 @@ public sealed unsafe class RbdReservationStore : IClusterReservationStore
         }
     }
 
+    /// <summary>
+    /// Asks the worker to rejoin, once. Reports that arrive while it rejoins are ignored: they
+    /// come from the old client (a request that failed, its watch's error), and the new client
+    /// serves only once the rejoin is complete.
+    /// </summary>
     private void QueueRejoin()
     {
-        if (Volatile.Read(ref _disposed) != 0 || Interlocked.Exchange(ref _rejoinQueued, 1) != 0) return;
+        if (Volatile.Read(ref _disposed) != 0 || Volatile.Read(ref _rejoining) != 0
+            || Interlocked.Exchange(ref _rejoinQueued, 1) != 0) return;
         try { _inbox.TryAdd(null); }
         catch (InvalidOperationException) { } // closing
     }
@@ -620,7 +627,16 @@ public sealed unsafe class RbdReservationStore : IClusterReservationStore
     /// </summary>
     private void Rejoin()
     {
+        Volatile.Write(ref _rejoining, 1);
         Volatile.Write(ref _rejoinQueued, 0);
+        bool rejoined;
+        try { rejoined = RejoinNow(); }
+        finally { Volatile.Write(ref _rejoining, 0); }
+        if (rejoined) ExpireStaleHosts();
+    }
+
+    private bool RejoinNow()
+    {
         Log.Warning($"reservations: {_oid}: this host was fenced or lost its watch; reconnecting before it serves again");
         while (Volatile.Read(ref _disposed) == 0)
         {
@@ -637,16 +653,16 @@ public sealed unsafe class RbdReservationStore : IClusterReservationStore
                 });
                 Interlocked.Increment(ref _rejoins);
                 Log.Notice($"reservations: {_oid}: rejoined as client {_globalId}");
-                ExpireStaleHosts();
-                return;
+                return true;
             }
-            catch (ObjectDisposedException) { return; }
+            catch (ObjectDisposedException) { return false; }
             catch (Exception e)
             {
                 Log.Error($"reservations: {_oid}: rejoining failed, retrying in 1 s: {e.Message}");
                 Thread.Sleep(1000);
             }
         }
+        return false;
     }
 
     /// <summary>A RADOS call on the volume's client; fenced or rejoining is <see cref="ClusterTableUnavailableException"/>.</summary>
