@@ -79,6 +79,9 @@ public sealed unsafe class RbdReservationStore : IClusterReservationStore
 
     public static string ObjectName(string image) => ObjectPrefix + image;
 
+    /// <summary>The table's object, "POOL/tsv.pr.IMAGE".</summary>
+    public string TableObject => _rbd.Location.Pool + "/" + _oid;
+
     /// <summary>How long an issuer waits for the other hosts' acks before it fences the silent
     /// ones; keep it well below the initiators' command timeout (docs/reservations.md §18: 5 s of 30 s).</summary>
     public TimeSpan NotifyTimeout { get; init; } = TimeSpan.FromSeconds(5);
@@ -499,6 +502,7 @@ public sealed unsafe class RbdReservationStore : IClusterReservationStore
             try
             {
                 // Mode 0600, no link followed: it names initiators and their keys, as a .pr file does.
+                s_files.CreateDirectory(Path.GetDirectoryName(LastKnownPath)!);
                 using (var f = s_files.Create(temp)) f.Write(ClusterTableCodec.Encode(table, 0));
                 s_files.Rename(temp, LastKnownPath);
                 _remembered = table.Version;
