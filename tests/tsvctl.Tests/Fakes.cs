@@ -247,6 +247,18 @@ public sealed class Sandbox : IDisposable
         Error = Err,
     });
 
+    /// <summary>A user backstore in the fake configfs with this config string and an empty dev_size.</summary>
+    public void Backstore(int hba, string name, string config)
+    {
+        var dev = Directory.CreateDirectory(Path.Combine(Configfs, "core", $"user_{hba}", name, "attrib"));
+        File.WriteAllText(Path.Combine(dev.FullName, "dev_config"), config + "\n");
+        File.WriteAllText(Path.Combine(dev.FullName, "dev_size"), "");
+    }
+
+    /// <summary>What tsvctl wrote into a backstore's dev_size.</summary>
+    public string DevSize(int hba, string name) =>
+        File.ReadAllText(Path.Combine(Configfs, "core", $"user_{hba}", name, "attrib", "dev_size"));
+
     /// <summary>stderr must be exactly one line.</summary>
     public string ErrorLine()
     {

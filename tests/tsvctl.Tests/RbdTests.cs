@@ -80,14 +80,14 @@ public sealed class RbdVolumeTests : IDisposable
     {
         _s.Ceph.Images["rbd/db"] = 64 << 20;
         _s.Ceph.Watchers["rbd/db"] = ["127.0.0.1:0/11"]; // this host's daemon
-        Backstore(1, "db-1", $"sharedvol/rbd/rbd/db;ceph_conf={_conf};initiator=iqn.2024-01.org.example%3Anode1");
-        Backstore(2, "other-1", "sharedvol/rbd/rbd/other");
+        _s.Backstore(1, "db-1", $"sharedvol/rbd/rbd/db;ceph_conf={_conf};initiator=iqn.2024-01.org.example%3Anode1");
+        _s.Backstore(2, "other-1", "sharedvol/rbd/rbd/other");
 
         Assert.Equal(0, _s.Run("volume", "resize", "rbd:rbd/db", "--size", "128M"));
 
         Assert.DoesNotContain(_s.Ceph.Commands, c => c.Contains(" resize ", StringComparison.Ordinal));
-        Assert.Equal((128 << 20).ToString(), DevSize(1, "db-1"));
-        Assert.Equal("", DevSize(2, "other-1"));
+        Assert.Equal((128 << 20).ToString(), _s.DevSize(1, "db-1"));
+        Assert.Equal("", _s.DevSize(2, "other-1"));
         Assert.Equal(["saveconfig"], _s.Targetcli.Commands);
         Assert.Equal("resized rbd/rbd/db to 134217728 bytes; 1 path(s) told: db-1; configuration saved", _s.Out.ToString().Trim());
     }
@@ -115,7 +115,7 @@ public sealed class RbdVolumeTests : IDisposable
     public void DeleteRefusesWhileThisHostExportsIt()
     {
         _s.Ceph.Images["rbd/db"] = 64 << 20;
-        Backstore(1, "db-1", "sharedvol/rbd/rbd/db");
+        _s.Backstore(1, "db-1", "sharedvol/rbd/rbd/db");
         Assert.Equal(1, _s.Run("volume", "delete", "rbd:rbd/db", "--yes"));
         Assert.Equal("tsvctl: rbd/rbd/db is exported (backstores db-1); unexport it first: tsvctl unexport --volume rbd:rbd/db", _s.ErrorLine());
         Assert.True(_s.Ceph.Images.ContainsKey("rbd/db"));
@@ -196,21 +196,11 @@ public sealed class RbdVolumeTests : IDisposable
     [Fact]
     public void UnexportRemovesTheBackstoresOfTheImage()
     {
-        Backstore(1, "db-1", $"sharedvol/rbd/rbd/db;ceph_conf={_conf}");
-        Backstore(2, "other-1", "sharedvol/rbd/rbd/other");
+        _s.Backstore(1, "db-1", $"sharedvol/rbd/rbd/db;ceph_conf={_conf}");
+        _s.Backstore(2, "other-1", "sharedvol/rbd/rbd/other");
         Assert.Equal(0, _s.Run("unexport", "--volume", "rbd:rbd/db"));
         Assert.Equal(["/backstores/user:sharedvol delete db-1", "saveconfig"], _s.Targetcli.Commands);
     }
-
-    private void Backstore(int hba, string name, string config)
-    {
-        var dev = Directory.CreateDirectory(Path.Combine(_s.Configfs, "core", $"user_{hba}", name, "attrib"));
-        File.WriteAllText(Path.Combine(dev.FullName, "dev_config"), config + "\n");
-        File.WriteAllText(Path.Combine(dev.FullName, "dev_size"), "");
-    }
-
-    private string DevSize(int hba, string name) =>
-        File.ReadAllText(Path.Combine(_s.Configfs, "core", $"user_{hba}", name, "attrib", "dev_size"));
 }
 
 /// <summary>status and pr of an RBD volume several hosts serve: the shared table's version and hosts.</summary>

@@ -47,13 +47,20 @@ public sealed class RbdDaemonTests : IDisposable
         return host.Opener.For("user_1/v").Device;
     }
 
-    [Fact]
-    public void StatusShowsTheTableVersionAndTheHostsThatServeTheVolume()
+    /// <summary>Node A registered (0xA1) through host 1, node B (0xB2) through host 2; their rings.</summary>
+    private (SimulatedDevice A, SimulatedDevice B) ServedByBothAndRegistered()
     {
         var a = Serve(_host1, DaemonRig.NodeA);
         var b = Serve(_host2, DaemonRig.NodeB);
         Assert.Equal(0, Run(a, Cdb.PrOut(Cdb.Register), Cdb.PrOutParameters(0, 0xA1)).Status);
         Assert.Equal(0, Run(b, Cdb.PrOut(Cdb.Register), Cdb.PrOutParameters(0, 0xB2)).Status);
+        return (a, b);
+    }
+
+    [Fact]
+    public void StatusShowsTheTableVersionAndTheHostsThatServeTheVolume()
+    {
+        ServedByBothAndRegistered();
 
         // Through JSON, as tsvctl reads it.
         var status = AdminJsonContext.Deserialize(AdminJsonContext.Serialize(AdminStatusBuilder.Build(_host1.Devices)));
@@ -76,10 +83,7 @@ public sealed class RbdDaemonTests : IDisposable
     [Fact]
     public void AnAdministrativeClearOnOneHostClearsTheTableForEveryHost()
     {
-        var a = Serve(_host1, DaemonRig.NodeA);
-        var b = Serve(_host2, DaemonRig.NodeB);
-        Assert.Equal(0, Run(a, Cdb.PrOut(Cdb.Register), Cdb.PrOutParameters(0, 0xA1)).Status);
-        Assert.Equal(0, Run(b, Cdb.PrOut(Cdb.Register), Cdb.PrOutParameters(0, 0xB2)).Status);
+        var (_, b) = ServedByBothAndRegistered();
         Assert.Equal(0, Run(b, Cdb.PrOut(Cdb.Reserve, 1), Cdb.PrOutParameters(0xB2, 0)).Status);
 
         var (ok, message) = AdminStatusBuilder.Clear(_host1.Devices, VolumeKey);
