@@ -23,7 +23,7 @@ public sealed class LioConfigfs(string root = "/sys/kernel/config/target")
             var config = ReadConfig(dev);
             if (config is null || !config.StartsWith("sharedvol/", StringComparison.Ordinal)) continue;
             var path = config["sharedvol/".Length..].Split(';')[0];
-            if (path == Volumes.Key(volumePath)) names.Add(Path.GetFileName(dev));
+            if (path == volumePath) names.Add(Path.GetFileName(dev));
         }
         return names;
     }

@@ -1,7 +1,6 @@
 using System.Globalization;
 using System.Text.RegularExpressions;
 using TcmuSharedVolume.Interop;
-using TcmuSharedVolume.Volumes;
 
 namespace TcmuSharedVolume.Cli;
 
@@ -27,43 +26,18 @@ public static partial class Volumes
     [GeneratedRegex("^([0-9]+)([KkMmGgTt]?)(?:i?[Bb])?$")]
     private static partial Regex SizeRegex();
 
-    /// <summary>
-    /// The canonical absolute path targetcli and the daemon will see; lvm:VG/NAME is /dev/VG/NAME.
-    /// An RBD image, <c>rbd/POOL/IMAGE[;ceph_conf=PATH][;ceph_id=ID]</c>, is the config string's
-    /// path and Ceph options, checked by the daemon's own parser (<see cref="Rbd"/> reads it back).
-    /// </summary>
+    /// <summary>The canonical absolute path targetcli and the daemon will see; lvm:VG/NAME is /dev/VG/NAME,
+    /// rbd:POOL/IMAGE the daemon's key rbd/POOL/IMAGE.</summary>
     public static string Canonical(string path)
     {
         if (string.IsNullOrWhiteSpace(path)) throw new UsageException("volume path is empty");
         if (LogicalVolume.Parse(path) is { } lv) return lv.DevicePath;
-        if (RbdLocation.IsRbd(path)) return CanonicalRbd(path);
+        if (RbdImage.Parse(path) is { } image) return image.BackingPath;
         var full = Path.GetFullPath(path);
         if (full.Any(c => char.IsWhiteSpace(c) || c is ';' or ':' or '%'))
             throw new UsageException($"volume path '{full}' contains whitespace, ';', ':' or '%', which a TCMU config string cannot carry");
         return full;
     }
-
-    private static string CanonicalRbd(string volume)
-    {
-        // initiator= is tsvctl's to add; the other options are not offered for images here.
-        if (volume.Split(';').Skip(1).FirstOrDefault(o => !o.Trim().StartsWith("ceph_conf=", StringComparison.OrdinalIgnoreCase) &&
-                                                         !o.Trim().StartsWith("ceph_id=", StringComparison.OrdinalIgnoreCase)) is { } other)
-            throw new UsageException($"volume '{volume}': '{other}' cannot follow rbd/POOL/IMAGE here, only ceph_conf= and ceph_id=");
-        if (!VolumeConfig.TryParse(VolumeConfig.Prefix + volume, out var config, out var reason))
-            throw new UsageException($"volume '{volume}': {reason}");
-        var rbd = config.Rbd!;
-        if (rbd.CephConf is { } conf && conf.Any(c => char.IsWhiteSpace(c) || c is ';' or ':' or '%'))
-            throw new UsageException($"ceph_conf={conf} contains whitespace, ';', ':' or '%', which a TCMU config string cannot carry");
-        return rbd.Path + (rbd.CephConf is { } c ? $";ceph_conf={c}" : "") +
-               (rbd.ClientId != RbdLocation.DefaultClientId ? $";ceph_id={rbd.ClientId}" : "");
-    }
-
-    /// <summary>The RBD image a canonical volume names, or null for a file or block device.</summary>
-    public static RbdLocation? Rbd(string canonical) =>
-        RbdLocation.IsRbd(canonical) ? VolumeConfig.Parse(VolumeConfig.Prefix + canonical).Rbd : null;
-
-    /// <summary>What the daemon and LIO's configuration know a volume by: the path without Ceph's options.</summary>
-    public static string Key(string canonical) => canonical.Split(';')[0];
 
     /// <summary>Size of an existing regular file or block device. A block device that is mounted,
     /// part of another device or a partition of the root disk is refused here already, with the
@@ -121,10 +95,20 @@ public static partial class Volumes
         return full;
     }
 
+    /// <summary>
+    /// How the daemon names a volume given on the command line (status, pr show/clear/history):
+    /// a path made absolute, lvm:VG/NAME as /dev/VG/NAME, rbd:POOL/IMAGE as rbd/POOL/IMAGE;
+    /// anything else (a unit serial, rbd/POOL/IMAGE) as it is.
+    /// </summary>
+    public static string StatusKey(string volume) =>
+        volume.StartsWith('/') ? Path.GetFullPath(volume)
+        : volume.StartsWith(LogicalVolume.Scheme, StringComparison.Ordinal) || volume.StartsWith(RbdImage.Scheme, StringComparison.Ordinal) ? Canonical(volume)
+        : volume;
+
     /// <summary>Backstore name prefix: the file name without extension, in the characters rtslib accepts.</summary>
     public static string DefaultPrefix(string volumePath)
     {
-        var name = Rbd(volumePath) is { } rbd ? rbd.Image : Path.GetFileNameWithoutExtension(volumePath);
+        var name = Path.GetFileNameWithoutExtension(volumePath);
         var clean = new string(name.Select(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' ? c : '_').ToArray());
         return clean.Length == 0 ? "sharedvol" : clean;
     }
@@ -161,4 +145,25 @@ public static partial class Volumes
             throw new UsageException($"portal '{portal}' must be IP[:PORT], e.g. 127.0.0.1:3260");
         return (address, p);
     }
+}
+
+/// <summary>
+/// What <c>tsvctl export</c> puts into the backstores' config string, and the size it gives them:
+/// a file or device path (its size read here), or an RBD image with its Ceph client (its size
+/// from <c>rbd info</c>).
+/// </summary>
+public sealed record ExportSource(string Path, string Config, RbdImage? Image)
+{
+    public static ExportSource Of(string volume, string? cephConf, string? clientId)
+    {
+        if (VolumeLifecycle.Image(volume, cephConf, clientId) is { } image)
+            return new ExportSource(image.BackingPath, image.ConfigString, image);
+        var path = Volumes.Canonical(volume);
+        return new ExportSource(path, path, null);
+    }
+
+    public long Size(CliContext ctx) => Image is { } image
+        ? new Rbd(ctx.Commands).Size(image) ?? throw new CliFailure(
+            $"RBD image {image.Pool}/{image.Image} does not exist (create it: tsvctl volume create {image} --size 10G{VolumeLifecycle.ClientOptions(image)})")
+        : Volumes.SizeOf(Path);
 }

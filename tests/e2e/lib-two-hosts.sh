@@ -25,7 +25,7 @@ trap two_hosts_cleanup EXIT
 
 HOST=$([ "$ROLE" = a ] && echo 1 || echo 2)
 POOL=rbd IMAGE=shared-db
-VOLUME="rbd/$POOL/$IMAGE;ceph_conf=/etc/ceph/ceph.conf;ceph_id=tsv"
+VOLUME="rbd:$POOL/$IMAGE"
 NODE1=iqn.2026-12.org.example:node1 NODE2=iqn.2026-12.org.example:node2
 NODE=node$HOST
 NODE_IQN=$([ "$HOST" = 1 ] && echo "$NODE1" || echo "$NODE2")
@@ -73,7 +73,7 @@ target_host_up() {
          echo "$n ${n##*:} $(chap_secret initiator "$n") tsv-target $(chap_secret target "$n")"
      done >/etc/tsv-chap.secrets)
     local t0; t0=$(date +%s%N)
-    tsv export iscsi --volume "$VOLUME" --target "$(host_target "$HOST")" --initiator "$NODE1" \
+    tsv export iscsi --volume "$VOLUME" --conf /etc/ceph/ceph.conf --id tsv --target "$(host_target "$HOST")" --initiator "$NODE1" \
         --initiator "$NODE2" --portal "$ADDR:3260" --chap-secrets /etc/tsv-chap.secrets >/dev/null
     echo "host $HOST: exported $VOLUME on $(host_target "$HOST") at $ADDR:3260 in $(ms_since "$t0") ms"
     pair_signal "exported.h$HOST"
