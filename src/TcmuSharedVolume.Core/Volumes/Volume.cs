@@ -58,8 +58,40 @@ public sealed class Volume : ICommandDrain, IDisposable
 
     public VolumeReservations Reservations { get; }
 
-    /// <summary>Serialises COMPARE AND WRITE against every other write of the volume, on every path.</summary>
+    /// <summary>Serialises COMPARE AND WRITE against every other write of the volume, on every path.
+    /// COMPARE AND WRITE takes it through <see cref="EnterCompareAndWrite"/>, which also waits for
+    /// the writes that run without a thread (<see cref="BeginAsyncWrite"/>).</summary>
     public ReaderWriterLockSlim WriteOrdering { get; } = new(LockRecursionPolicy.NoRecursion);
+
+    private long _asyncWrites;
+
+    /// <summary>
+    /// A write about to start on a store that completes it on its own thread
+    /// (<see cref="IAsyncBackingStore"/>): it cannot hold <see cref="WriteOrdering"/>, a lock of
+    /// the thread that takes it, for as long as it runs, so it counts itself while holding the
+    /// lock for reading. A COMPARE AND WRITE that holds the lock for writing therefore sees every
+    /// such write that started before it, and none starts until it is done.
+    /// </summary>
+    internal void BeginAsyncWrite()
+    {
+        WriteOrdering.EnterReadLock();
+        Interlocked.Increment(ref _asyncWrites);
+        WriteOrdering.ExitReadLock();
+    }
+
+    /// <summary>The write of <see cref="BeginAsyncWrite"/> completed (or never started).</summary>
+    internal void EndAsyncWrite() => Interlocked.Decrement(ref _asyncWrites);
+
+    /// <summary>COMPARE AND WRITE: no other write of the volume runs until <see cref="ExitCompareAndWrite"/>
+    /// (SBC-3 5.2: the compare and the write are one atomic operation).</summary>
+    internal void EnterCompareAndWrite()
+    {
+        WriteOrdering.EnterWriteLock();
+        var spin = new SpinWait();
+        while (Interlocked.Read(ref _asyncWrites) != 0) spin.SpinOnce();
+    }
+
+    internal void ExitCompareAndWrite() => WriteOrdering.ExitWriteLock();
 
     /// <summary>WCE in the Caching mode page; false means every write is written through.</summary>
     public bool WriteCacheEnabled { get; set; } = true;

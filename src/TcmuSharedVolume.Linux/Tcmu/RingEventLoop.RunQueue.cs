@@ -48,23 +48,44 @@ public sealed unsafe partial class RingEventLoop
 
     private void Execute(RingContext ctx, ScsiCommand command)
     {
+        bool finished = true;
+        command.Completion = ctx;
         try
         {
-            ctx.Executor.Execute(command);
+            finished = ctx.Executor.Execute(command);
         }
         catch (Exception e)
         {
             Log.Error($"{ctx.Ring.Name}: command {command.OperationCode:X2}h failed: {e}");
             command.CheckCondition(SenseCode.InternalTargetFailure);
         }
-        ctx.Ring.Complete(command); // the command is back in the pool: do not touch it again
+        if (finished) ctx.Ring.Complete(command); // the command is back in the pool: do not touch it again
 
+        // A command left with the store frees its run slot now: it holds no thread.
         lock (_sched)
         {
             ctx.Running--;
             _executing--;
             Schedule(ctx);
         }
+        if (finished) Kick(ctx);
+    }
+
+    /// <summary>
+    /// <see cref="ICommandCompletion.Finished"/> of a command that the store finished on its own
+    /// thread after <see cref="Execute"/> returned: completed and kicked there, like one that
+    /// finished at once. Its <see cref="RingContext.Users"/> count, taken in
+    /// <see cref="TryTake"/>, ends only after the kick, so Remove and Stop wait for it.
+    /// </summary>
+    private void FinishedLater(RingContext ctx, ScsiCommand command)
+    {
+        ctx.Ring.Complete(command);
+        Kick(ctx);
+    }
+
+    /// <summary>Kicks after a command's completion and lets the ring go (<see cref="RingContext.Users"/>).</summary>
+    private void Kick(RingContext ctx)
+    {
         try
         {
             ctx.Ring.Flush();

@@ -24,6 +24,11 @@ namespace TcmuSharedVolume.Linux.Tcmu;
 /// work while others sleep wakes one of them to take its place. At most
 /// <see cref="WorkerCount"/> commands run at once and there is one thread more than that, so
 /// some thread is always free to collect events.
+/// A READ or WRITE on a store that finishes it on its own thread (Ceph RBD) leaves its run slot
+/// when the request is started: the store's thread completes and kicks it
+/// (<see cref="ICommandExecutor.Execute"/> returns false), so such commands in flight are as
+/// many as the kernel queues, not as many as there are workers; the ring stays in use
+/// (<see cref="Remove"/>, <see cref="Stop"/>) until the last of them is kicked.
 /// Fairness: each ring has its own queue; rings with work are served round-robin one command at
 /// a time, and no ring may run more than <see cref="MaxRunningPerRing"/> commands at once, so a
 /// slow volume leaves threads for the others.
@@ -55,7 +60,8 @@ public sealed unsafe partial class RingEventLoop : IDisposable
     /// one thread more.</param>
     /// <param name="maxRunningPerRing">Most commands one ring may run at once; default workers − 1 (at least 1).</param>
     /// <param name="ringLost">Called once per ring that stops being served (device gone, ring failed,
-    /// kick failed), on one of the loop's threads. Call <see cref="Remove"/> afterwards, from
+    /// kick failed), on one of the loop's threads or on the thread of a store that finished a
+    /// command (librbd's: its kick failed). Keep it short. Call <see cref="Remove"/> afterwards, from
     /// another thread, before unmapping.</param>
     public RingEventLoop(int workerCount = 0, int maxRunningPerRing = 0, Action<TcmuRing, string>? ringLost = null)
     {

@@ -167,6 +167,41 @@ public sealed class ClusterReservationTests : IDisposable
     }
 
     [Fact]
+    public void PreemptAndAbortWaitsForTheFencedNexusWritesStillInTheStore()
+    {
+        var h1 = StartHost(1);
+        // Host 2 runs its writes as the event loop does: started, and finished by librbd's
+        // callback. Each reaches librbd 50 ms after it passed the gate (a slow network), the
+        // window in which only its count on the path stands between it and host 1's GOOD.
+        var h2 = StartHost(2, wrap: s => new ThreadedAsyncStore(s) { Delay = TimeSpan.FromMilliseconds(50) });
+        h2.Register(2).AssertGood();
+        h2.Reserve(2).AssertGood();
+        h1.Register(1).AssertGood();
+
+        var mine = Pattern(8 * Bs, 9);
+        int good = 0, notLater = 0;
+        var writer = new Thread(() =>
+        {
+            while (true)
+            {
+                var (r, later) = OutLater(h2.Path, Cdb.Write10(1000, 8), mine);
+                if (!later && r.Status == ScsiStatus.Good) notLater++;
+                if (r.Status == ScsiStatus.Good) Interlocked.Increment(ref good);
+                else if (r.Status == ScsiStatus.ReservationConflict) break;
+            }
+        });
+        writer.Start();
+        while (Volatile.Read(ref good) < 3) Thread.Sleep(1);
+        h1.PreemptAndAbort(1, 2).AssertGood();
+        var marker = Pattern(8 * Bs, 10);
+        h1.Write(1000, marker).AssertGood();
+        Assert.True(writer.Join(TimeSpan.FromSeconds(30)), "host 2's writer never saw the conflict");
+        Assert.Equal(0, notLater); // every GOOD write went through the store's thread
+        Assert.Equal(0, h2.Path.InFlight);
+        Assert.Equal(marker, In(h1.Path, Cdb.Read10(1000, 8), 8 * Bs).DataIn);
+    }
+
+    [Fact]
     public void UnitAttentionsReachTheOtherHostsNexus()
     {
         var h1 = StartHost(1);
