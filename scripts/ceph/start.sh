@@ -41,6 +41,12 @@ if ! command -v ceph-mon >/dev/null || ! command -v ceph-osd >/dev/null || ! com
     fail "apt-get install ${packages[*]} failed"
 fi
 
+# Test assemblies run in parallel and each starts the cluster it needs: one start at a time, so
+# that the second finds the first's cluster up instead of taking it for a stale one.
+mkdir -p "$(dirname "$dir")"
+exec 9>"$dir.lock"
+flock 9
+
 conf=$dir/ceph.conf
 export CEPH_CONF=$conf
 ceph_() { timeout 20 ceph -c "$conf" "$@"; }
@@ -125,7 +131,7 @@ fi
 monmaptool --create --fsid "$fsid" --addv a "[v2:127.0.0.1:$mon_port,v1:127.0.0.1:$mon_port_v1]" "$dir/monmap" >/dev/null
 ceph-mon -c "$conf" --mkfs -i a --monmap "$dir/monmap" --keyring "$dir/mon.keyring" 2>>"$dir/log/mkfs.log" ||
   fail "ceph-mon --mkfs failed: $(tail -3 "$dir/log/mkfs.log")"
-ceph-mon -c "$conf" -i a 2>>"$dir/log/mon.a.stderr" || fail "ceph-mon did not start: see $dir/log/mon.a.log"
+ceph-mon -c "$conf" -i a 2>>"$dir/log/mon.a.stderr" 9>&- || fail "ceph-mon did not start: see $dir/log/mon.a.log"
 for _ in $(seq 100); do ceph_ mon stat >/dev/null 2>&1 && break; sleep 0.2; done
 ceph_ mon stat >/dev/null 2>&1 || fail "the monitor does not answer on 127.0.0.1:$mon_port: see $dir/log/mon.a.log"
 
@@ -146,7 +152,7 @@ else
   ceph-osd -c "$conf" -i 0 --mkfs --osd-uuid "$osd_uuid" 2>>"$dir/log/mkfs.log" ||
     fail "ceph-osd --mkfs failed: $(tail -3 "$dir/log/mkfs.log")"
 fi
-ceph-osd -c "$conf" -i 0 2>>"$dir/log/osd.0.stderr" || fail "ceph-osd did not start: see $dir/log/osd.0.log"
+ceph-osd -c "$conf" -i 0 2>>"$dir/log/osd.0.stderr" 9>&- || fail "ceph-osd did not start: see $dir/log/osd.0.log"
 for _ in $(seq 150); do
   [[ $(ceph_ osd dump 2>/dev/null) == *"osd.0 up"* ]] && break
   sleep 0.2
