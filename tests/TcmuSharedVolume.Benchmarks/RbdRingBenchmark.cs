@@ -19,7 +19,8 @@ namespace TcmuSharedVolume.Benchmarks;
 /// what completed and queues as many new commands at once, on the kicking thread, as
 /// <c>rbd bench</c>'s own thread issues the next request when one completes.
 /// <para>Counts only the <c>--ops</c> commands after <c>--warmup</c> ones (JIT, the first
-/// client threads), and every byte the process allocated meanwhile, on any thread.</para>
+/// client threads), and every byte the process allocated meanwhile, on any thread, and the CPU
+/// time the process used meanwhile (librbd's threads and the "kernel" included).</para>
 /// </summary>
 internal static unsafe class RbdRingBenchmark
 {
@@ -29,7 +30,7 @@ internal static unsafe class RbdRingBenchmark
     public static int Run(string[] args)
     {
         string? conf = null, image = null, pool = "rbd", type = "read";
-        int depth = 1, workers = 0;
+        int depth = 1, workers = 0, perRing = 0;
         long ops = 10_000, warmup = -1;
         for (int i = 0; i < args.Length; i++)
         {
@@ -44,6 +45,7 @@ internal static unsafe class RbdRingBenchmark
                 case "--ops": ops = long.Parse(Value(), CultureInfo.InvariantCulture); break;
                 case "--warmup": warmup = long.Parse(Value(), CultureInfo.InvariantCulture); break;
                 case "--workers": workers = int.Parse(Value(), CultureInfo.InvariantCulture); break;
+                case "--max-per-ring": perRing = int.Parse(Value(), CultureInfo.InvariantCulture); break;
                 default: throw new ArgumentException($"unknown option {args[i]}");
             }
         }
@@ -67,7 +69,7 @@ internal static unsafe class RbdRingBenchmark
         using var source = new EventFd();
         var kernel = new QueueKeeper(sim, source, write: type == "write", depth, warmup, warmup + ops, store.SizeBytes / TransferBytes);
         var ring = new TcmuRing(sim.Map, sim.MapLength, kernel, "bench-rbd");
-        var loop = new RingEventLoop(workers);
+        var loop = new RingEventLoop(workers, perRing);
         try
         {
             loop.Add(ring, source, new VolumePathExecutor(path));
@@ -78,7 +80,11 @@ internal static unsafe class RbdRingBenchmark
             while (sim.CompletedCount < warmup) Poll(deadline);
             long allocatedBefore = GC.GetTotalAllocatedBytes(precise: true);
             int gcBefore = GC.CollectionCount(0);
+            var process = Process.GetCurrentProcess();
+            var cpuBefore = process.TotalProcessorTime;
             while (!kernel.Finished) Poll(deadline);
+            process.Refresh();
+            double cpuMicroseconds = (process.TotalProcessorTime - cpuBefore).TotalMicroseconds;
             long allocated = GC.GetTotalAllocatedBytes(precise: true) - allocatedBefore;
             int collections = GC.CollectionCount(0) - gcBefore;
             double seconds = kernel.MeasuredSeconds;
@@ -87,7 +93,8 @@ internal static unsafe class RbdRingBenchmark
             long good = type == "write" ? metrics.WriteCommands : metrics.ReadCommands;
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"rbd-ring type={type} qd={depth} ops={ops} seconds={seconds:F3} iops={ops / seconds:F0} " +
-                $"alloc_bytes_per_cmd={(double)allocated / ops:F1} gen0_collections={collections} workers={loop.WorkerCount}"));
+                $"alloc_bytes_per_cmd={(double)allocated / ops:F1} gen0_collections={collections} workers={loop.WorkerCount} " +
+                $"cpu_us_per_cmd={cpuMicroseconds / ops:F1}"));
             if (good != warmup + ops || metrics.Commands != warmup + ops)
             {
                 Console.Error.WriteLine($"rbd-ring: {warmup + ops - good} of {warmup + ops} commands did not complete GOOD: the figure is not valid");

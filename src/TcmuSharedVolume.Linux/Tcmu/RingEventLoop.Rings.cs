@@ -24,6 +24,8 @@ public sealed unsafe partial class RingEventLoop
         /// Interlocked. The mapping may be freed only when this is 0 and the ring is detached.</summary>
         public int Users;
         public bool Scheduled;                           // in the run queue; under loop._sched
+        /// <summary>Its last command went to a store that finishes it on its own thread; under loop._sched.</summary>
+        public bool HandsOff;
         public volatile bool Detached;
 
         public void OnCommand(ScsiCommand command)

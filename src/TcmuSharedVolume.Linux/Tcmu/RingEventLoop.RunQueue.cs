@@ -33,20 +33,25 @@ public sealed unsafe partial class RingEventLoop
                 _executing++;
                 // Back to the end of the line: the next command of this ring waits for the other rings' turn.
                 Schedule(ctx);
-                more = _runQueue.Count > 0 && _executing < WorkerCount;
+                // A ring whose commands go to their store and return (RBD) is back to this
+                // thread in microseconds: waking another one for it costs more than it saves.
+                more = _runQueue.Count > 0 && _executing < WorkerCount
+                    && !(ctx.HandsOff && _runQueue.Count == 1 && ctx.Scheduled);
                 break;
             }
         }
         if (more)
         {
-            // A standing-by thread if there is one; else one asleep in epoll.
+            // A standing-by thread if there is one; else one asleep in epoll; else a parked one.
             if (Volatile.Read(ref _standingBy) > 0) WakeStandby();
+            else if (Volatile.Read(ref _polling) == 0 && Volatile.Read(ref _parked) > 0) WakeParked();
             else Wake();
         }
         return true;
     }
 
-    private void Execute(RingContext ctx, ScsiCommand command)
+    /// <summary>Runs one command; false when it went to its store, which finishes it (<see cref="FinishedLater"/>).</summary>
+    private bool Execute(RingContext ctx, ScsiCommand command)
     {
         bool finished = true;
         command.Completion = ctx;
@@ -64,11 +69,13 @@ public sealed unsafe partial class RingEventLoop
         // A command left with the store frees its run slot now: it holds no thread.
         lock (_sched)
         {
+            ctx.HandsOff = !finished;
             ctx.Running--;
             _executing--;
             Schedule(ctx);
         }
         if (finished) Kick(ctx);
+        return finished;
     }
 
     /// <summary>
