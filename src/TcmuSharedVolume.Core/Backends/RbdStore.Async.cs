@@ -133,9 +133,14 @@ public sealed unsafe partial class RbdStore
     /// <summary>The request is over (completed, or never queued): its link goes back, the image may close.</summary>
     private void End(AsyncRequest request)
     {
+        Release(request);
+        Exit();
+    }
+
+    private void Release(AsyncRequest request)
+    {
         request.Completion = null;
         lock (_requestsLock) _idle[_idleCount++] = request;
-        Exit();
     }
 
     private static nint NewAsyncCompletion(AsyncRequest request)
@@ -156,8 +161,10 @@ public sealed unsafe partial class RbdStore
 
     /// <summary>
     /// Runs on a librbd thread. Takes the result and releases the completion first (librbd
-    /// allows it in the callback), tells the caller, then lets the image close: the request was
-    /// counted in <see cref="Enter"/> until here, so Reconnect and Dispose wait for it. Nothing
+    /// allows it in the callback), and the request's link before the caller hears of it: the
+    /// caller may start its next command at once, which then finds the link idle instead of
+    /// making another. The image may close only after the caller is told: the request was
+    /// counted in <see cref="Enter"/> until then, so Reconnect and Dispose wait for it. Nothing
     /// may escape an unmanaged callback: a failure of the caller's completion is logged.
     /// </summary>
     [UnmanagedCallersOnly]
@@ -168,14 +175,16 @@ public sealed unsafe partial class RbdStore
         var request = (AsyncRequest)GCHandle.FromIntPtr(arg).Target!;
         var store = request.Store;
         var caller = request.Completion!;
-        bool write = request.Expected < 0;
+        long offset = request.Offset, expected = request.Expected;
+        bool write = expected < 0;
+        store.Release(request);
         try
         {
             BackingStoreException? error = null;
             if (r < 0)
                 error = store.Error(write ? "write" : "read", (int)-r);
-            else if (!write && r != request.Expected)
-                error = new BackingStoreException($"rbd read on {store.Location}: {r} of {request.Expected} bytes at {request.Offset}", EIO);
+            else if (!write && r != expected)
+                error = new BackingStoreException($"rbd read on {store.Location}: {r} of {expected} bytes at {offset}", EIO);
             caller.StoreCompleted(error);
         }
         catch (Exception e)
@@ -184,7 +193,7 @@ public sealed unsafe partial class RbdStore
         }
         finally
         {
-            store.End(request);
+            store.Exit();
         }
     }
 
