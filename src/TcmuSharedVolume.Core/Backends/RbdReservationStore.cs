@@ -22,16 +22,20 @@ namespace TcmuSharedVolume.Backends;
 /// <item>a host that did not ack in time is blocklisted by the issuer (its address is kept in
 /// the xattr <c>tsv.host.&lt;global id&gt;</c>), after which the OSDs refuse its writes;</item>
 /// <item>a host that finds itself blocklisted builds a new client, reads the table and watches
-/// again before its image serves again (<see cref="RbdStore.Reconnect"/>).</item>
+/// again before its image serves again (<see cref="RbdStore.Reconnect"/>);</item>
+/// <item>ALUA: each host records its target ports of the volume in the xattr
+/// <c>tsv.ports.&lt;target port group&gt;</c>, which every host's REPORT TARGET PORT GROUPS lists
+/// (<see cref="IPortGroupExchange"/>).</item>
 /// </list>
 /// It uses the volume's own <see cref="RbdStore"/> client: blocklisting that one client fences
 /// the data path and the table together.
 /// </summary>
-public sealed unsafe class RbdReservationStore : IClusterReservationStore
+public sealed unsafe class RbdReservationStore : IClusterReservationStore, IPortGroupExchange
 {
     public const string ObjectPrefix = "tsv.pr.";
     private const string VersionXattr = "tsv.version";
     private const string HostXattrPrefix = "tsv.host.";
+    private const string PortsXattrPrefix = "tsv.ports.";
 
     /// <summary>Image metadata key and table object xattr of the volume's identity: "&lt;serial&gt; &lt;NAA, 16 hex digits&gt;".</summary>
     public const string IdentityKey = "tsv.identity";
@@ -326,6 +330,61 @@ public sealed unsafe class RbdReservationStore : IClusterReservationStore
         var first = addrs.Trim().TrimStart('[').TrimEnd(']').Split(',')[0];
         int colon = first.IndexOf(':');
         return first.StartsWith("v1:") || first.StartsWith("v2:") || first.StartsWith("any:") ? first[(colon + 1)..] : first;
+    }
+
+    // ------------------------------------------------------------------ ALUA: each host's ports
+
+    /// <summary>The value is the relative target port identifiers in decimal, comma-separated
+    /// (readable with <c>rados getxattr</c>); empty once the host withdrew.</summary>
+    public void PublishPorts(ushort group, IReadOnlyList<ushort> ports)
+    {
+        var value = Encoding.ASCII.GetBytes(string.Join(',', ports));
+        Call((_, ioctx) =>
+        {
+            fixed (byte* v = value)
+                Check(LibRados.rados_setxattr(ioctx, _oid, PortsXattrPrefix + group, v, (nuint)value.Length), "record this host's target ports in");
+            return true;
+        });
+    }
+
+    public IReadOnlyList<PortGroupRecord> ReadPortGroups() => Call((_, ioctx) =>
+    {
+        nint iterator;
+        Check(LibRados.rados_getxattrs(ioctx, _oid, &iterator), "read the hosts' target ports from");
+        var records = new List<PortGroupRecord>();
+        try
+        {
+            while (true)
+            {
+                byte* name, value;
+                nuint length;
+                Check(LibRados.rados_getxattrs_next(iterator, &name, &value, &length), "read the hosts' target ports from");
+                if (name is null) return records;
+                string key = Marshal.PtrToStringUTF8((nint)name) ?? "";
+                if (!key.StartsWith(PortsXattrPrefix, StringComparison.Ordinal)) continue;
+                string text = Encoding.ASCII.GetString(value, (int)length);
+                if (text.Length == 0) continue; // withdrawn
+                if (ParsePorts(key[PortsXattrPrefix.Length..], text) is { } record) records.Add(record);
+                else Log.Warning($"reservations: {_oid}: ignoring xattr {key} = \"{text}\", not a target port group and its ports");
+            }
+        }
+        finally { LibRados.rados_getxattrs_end(iterator); }
+    });
+
+    /// <summary>A group and its ports, or null if either is not one.</summary>
+    internal static PortGroupRecord? ParsePorts(string group, string ports)
+    {
+        if (!ushort.TryParse(group, System.Globalization.NumberStyles.None, null, out ushort id) || id is 0 or > PortGroupDirectory.MaxGroup)
+            return null;
+        if (ports.Length == 0) return null;
+        var list = new List<ushort>();
+        foreach (var part in ports.Split(','))
+        {
+            if (!ushort.TryParse(part, System.Globalization.NumberStyles.None, null, out ushort rtpi) || rtpi == 0) return null;
+            list.Add(rtpi);
+        }
+        list.Sort();
+        return new PortGroupRecord(id, [.. list.Distinct()]);
     }
 
     // ------------------------------------------------------------------ notifications
