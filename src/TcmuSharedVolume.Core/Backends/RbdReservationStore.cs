@@ -362,8 +362,8 @@ public sealed unsafe class RbdReservationStore : IClusterReservationStore, IPort
                 if (name is null) return records;
                 string key = Marshal.PtrToStringUTF8((nint)name) ?? "";
                 if (!key.StartsWith(PortsXattrPrefix, StringComparison.Ordinal)) continue;
+                if (length == 0) continue; // withdrawn (and the value pointer may be null)
                 string text = Encoding.ASCII.GetString(value, (int)length);
-                if (text.Length == 0) continue; // withdrawn
                 if (ParsePorts(key[PortsXattrPrefix.Length..], text) is { } record) records.Add(record);
                 else Log.Warning($"reservations: {_oid}: ignoring xattr {key} = \"{text}\", not a target port group and its ports");
             }
