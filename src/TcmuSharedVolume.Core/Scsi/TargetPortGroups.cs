@@ -7,12 +7,12 @@ namespace TcmuSharedVolume.Scsi;
 /// Asymmetric logical unit access (SPC-4 5.15): REPORT TARGET PORT GROUPS (6.37) and the target
 /// port group designator of VPD 83h (7.8.6.8), reached through <see cref="CommandTable"/>. One
 /// group per target host (<see cref="PortGroupDirectory"/>); the port a command came in on is
-/// known, because every path is its own backstore (docs/architecture.md §3, §11).
+/// known, because every path is its own backstore (docs/architecture.md §3, §12).
 /// </summary>
 /// <remarks>
 /// Implicit ALUA only (INQUIRY TPGS=01b): the access states follow the configuration, so SET
 /// TARGET PORT GROUPS is not supported and MAINTENANCE OUT has no row in the table (INVALID
-/// COMMAND OPERATION CODE; write class for the reservation gate). docs/architecture.md §11 says why.
+/// COMMAND OPERATION CODE; write class for the reservation gate). docs/architecture.md §12 says why.
 /// </remarks>
 internal static class TargetPortGroups
 {

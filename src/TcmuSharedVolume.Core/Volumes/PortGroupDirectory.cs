@@ -23,7 +23,7 @@ public interface IPortGroupExchange
 
 /// <summary>
 /// Asymmetric logical unit access of one volume as this host reports it (SPC-4 5.15,
-/// docs/architecture.md §11): one target port group per target host, numbered by host_id (1
+/// docs/architecture.md §12): one target port group per target host, numbered by host_id (1
 /// for a host without one), holding that host's target ports of the volume. Every group is
 /// Active/Optimized (symmetric active/active, the default), or, with <c>optimized_host=</c>,
 /// only that host's group is and the others are Active/Non-optimized. Implicit ALUA only: the
