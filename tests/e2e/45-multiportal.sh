@@ -58,7 +58,7 @@ for t in 1 2; do
     [ "$(cat "$tpg/attrib/authentication")" = 1 ] || fail "TPG $t does not require CHAP"
     [ "$(ls "$tpg/acls" | sort | tr '\n' ' ')" = "$NODE1 $NODE2 " ] || fail "TPG $t ACLs: $(ls "$tpg/acls")"
 done
-[ "$(ls -d $CFS/core/user_*/* | wc -l)" = 4 ] || fail "expected 4 backstores (2 initiators x 2 TPGs): $(ls -d $CFS/core/user_*/*)"
+[ "$(ls -d $CFS/core/user_*/*/ | wc -l)" = 4 ] || fail "expected 4 backstores (2 initiators x 2 TPGs): $(ls -d $CFS/core/user_*/*/)"
 ok "two TPGs, one portal each, CHAP on, four backstores"
 
 say "log in: node2 through both portals, then node1 through both with multipathd running"
