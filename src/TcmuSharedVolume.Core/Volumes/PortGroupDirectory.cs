@@ -84,7 +84,7 @@ public sealed class PortGroupDirectory : IDisposable
         LocalGroup = GroupOfHost(hostId);
         OptimizedGroup = (ushort?)optimizedHost;
         if (_exchange is not null && _timer is null)
-            _timer = new Timer(_ => Refresh(), null, TimeSpan.Zero, RefreshInterval);
+            _timer = new Timer(_ => OnTimer(), null, TimeSpan.Zero, RefreshInterval);
     }
 
     /// <summary>SPC-4 5.15.2.4/5: the state RTPG reports for a group.</summary>
@@ -112,41 +112,70 @@ public sealed class PortGroupDirectory : IDisposable
     }
 
     /// <summary>A path joined, left, bound or unbound: publish at once rather than at the next refresh.</summary>
-    internal void PathsChanged() => _timer?.Change(TimeSpan.Zero, RefreshInterval);
+    internal void PathsChanged()
+    {
+        Volatile.Write(ref _changed, 1);
+        _timer?.Change(TimeSpan.Zero, RefreshInterval);
+    }
 
-    /// <summary>Publishes this host's ports if they changed since, then reads every host's.</summary>
+    private int _changed;
+
+    /// <summary>
+    /// The timer: one refresh at a time. One that finds another still waiting on the cluster
+    /// leaves (that one goes round again if the paths changed meanwhile), so timer threads never
+    /// pile up behind a slow cluster.
+    /// </summary>
+    private void OnTimer()
+    {
+        if (!_lock.TryEnter()) return;
+        try { Refresh(); }
+        finally { _lock.Exit(); }
+    }
+
+    /// <summary>Publishes this host's ports if they changed since, then reads every host's;
+    /// again while the paths changed meanwhile.</summary>
     internal void Refresh()
     {
         lock (_lock)
         {
-            if (_disposed || _exchange is null) return;
-            try
+            do
             {
-                var paths = _paths();
-                var buffer = new ushort[paths.Count];
-                var ports = buffer.AsSpan(0, LocalPorts(paths, buffer)).ToArray();
-                if (_published is null || !ports.AsSpan().SequenceEqual(_published))
-                {
-                    _exchange.PublishPorts(LocalGroup, ports);
-                    _published = ports;
-                }
-                var records = _exchange.ReadPortGroups();
-                if (!_sharedGroupWarned && records.FirstOrDefault(r => r.Group == LocalGroup) is { } mine && !mine.Ports.AsSpan().SequenceEqual(ports))
-                {
-                    _sharedGroupWarned = true;
-                    Log.Warning($"ALUA: another host records ports {string.Join(",", mine.Ports)} as target port group {LocalGroup}, " +
-                                "this host's: give every host that serves the volume its own host_id");
-                }
-                Volatile.Write(ref _remote, [.. records.Where(r => r.Group != LocalGroup && r.Ports.Length > 0).OrderBy(r => r.Group)]);
-                if (_problem is not null) Log.Notice("ALUA: the other hosts' target port groups can be read again");
-                _problem = null;
+                Volatile.Write(ref _changed, 0);
+                RefreshOnce();
             }
-            catch (Exception e)
+            while (Volatile.Read(ref _changed) != 0 && !_disposed);
+        }
+    }
+
+    private void RefreshOnce()
+    {
+        if (_disposed || _exchange is null) return;
+        try
+        {
+            var paths = _paths();
+            var buffer = new ushort[paths.Count];
+            var ports = buffer.AsSpan(0, LocalPorts(paths, buffer)).ToArray();
+            if (_published is null || !ports.AsSpan().SequenceEqual(_published))
             {
-                // Keep the last groups read: RTPG goes on answering, with this host's group current.
-                if (e.Message != _problem) Log.Warning($"ALUA: cannot exchange target port groups with the other hosts: {e.Message}");
-                _problem = e.Message;
+                _exchange.PublishPorts(LocalGroup, ports);
+                _published = ports;
             }
+            var records = _exchange.ReadPortGroups();
+            if (!_sharedGroupWarned && records.FirstOrDefault(r => r.Group == LocalGroup) is { } mine && !mine.Ports.AsSpan().SequenceEqual(ports))
+            {
+                _sharedGroupWarned = true;
+                Log.Warning($"ALUA: another host records ports {string.Join(",", mine.Ports)} as target port group {LocalGroup}, " +
+                            "this host's: give every host that serves the volume its own host_id");
+            }
+            Volatile.Write(ref _remote, [.. records.Where(r => r.Group != LocalGroup && r.Ports.Length > 0).OrderBy(r => r.Group)]);
+            if (_problem is not null) Log.Notice("ALUA: the other hosts' target port groups can be read again");
+            _problem = null;
+        }
+        catch (Exception e)
+        {
+            // Keep the last groups read: RTPG goes on answering, with this host's group current.
+            if (e.Message != _problem) Log.Warning($"ALUA: cannot exchange target port groups with the other hosts: {e.Message}");
+            _problem = e.Message;
         }
     }
 
