@@ -1,4 +1,5 @@
 using System.Globalization;
+using TcmuSharedVolume.Backends;
 using TcmuSharedVolume.Diagnostics;
 using TcmuSharedVolume.Linux.DBus;
 using TcmuSharedVolume.Reservations;
@@ -28,7 +29,10 @@ internal static class AdminStatusBuilder
                     allRegistrants ? Key(0) : Key(holder?.Key ?? 0));
             }
             volumes.Add(new VolumeStatus(v.BackingPath, v.Identity.UnitSerial, v.Store.SizeBytes, v.BlockSize, paths,
-                new ReservationStatus(snap.Generation, snap.Aptpl, regs, res, snap.Spc2Holder?.Initiator.Name)));
+                new ReservationStatus(snap.Generation, snap.Aptpl, regs, res, snap.Spc2Holder?.Initiator.Name))
+            {
+                Shared = Shared(v),
+            });
         }
         return new AdminStatus(Program.Version, volumes)
         {
@@ -53,6 +57,30 @@ internal static class AdminStatusBuilder
         }
         Log.Warning($"{v.BackingPath}: reservations and registrations cleared by the administrator");
         return (true, $"cleared reservations and registrations of {v.BackingPath}");
+    }
+
+    /// <summary>The version of an RBD volume's shared table and the hosts recorded in its object (a ping of their watches: up to a second).</summary>
+    private static SharedTableStatus? Shared(TcmuSharedVolume.Volumes.Volume v)
+    {
+        if (v.SharedTable is not RbdReservationStore table) return null;
+        IReadOnlyList<RbdHost> hosts = [];
+        string? error = null;
+        try
+        {
+            hosts = table.Hosts();
+        }
+        catch (Exception e) when (e is ClusterTableUnavailableException or ReservationStoreException or BackingStoreException)
+        {
+            error = e.Message;
+        }
+        return new SharedTableStatus(v.Reservations.ClusterVersion, table.TableObject, hosts.Select(h => new TableHostStatus(
+            h.Record.ClientId, h.Record.HostId, h.Record.HostName,
+            h.Record.Since?.UtcDateTime.ToString("yyyy-MM-ddTHH:mm:ssZ", CultureInfo.InvariantCulture), h.Record.Address,
+            h.State switch { RbdHostState.Serving => "serving", RbdHostState.NotAnswering => "not answering", _ => "gone" },
+            h.IsThisHost)).ToList())
+        {
+            HostsError = error,
+        };
     }
 
     private static PathCounters Counters(TcmuSharedVolume.Volumes.VolumePath p)

@@ -69,7 +69,13 @@ public sealed partial class DeviceManager
                 if (other.Identity.UnitSerial == identity.UnitSerial)
                     throw new VolumeConflictException($"serial {identity.UnitSerial} is already the identity of {other.BackingPath}, another disk (a copied image keeps its {RbdReservationStore.IdentityKey} metadata: remove it from the copy)");
             store = _opener.WrapStore(image);
-            table = new RbdReservationStore(image);
+            table = new RbdReservationStore(image)
+            {
+                HostId = _configfs.HostNumber,
+                // The last table this host loaded, beside the .pr files: after a restart, the
+                // unit attentions of changes made meanwhile are raised from it (reservations.md §18).
+                LastKnownPath = Path.Combine(_stateDirectory, Path.ChangeExtension(FileReservationStore.FileName(identity.UnitSerial), ".shared")),
+            };
             var volume = new Volume(rbd.Path, store, blockSize, identity, table);
             lock (_volumes) _volumes[rbd.Path] = volume;
             return volume;

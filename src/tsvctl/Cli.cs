@@ -80,39 +80,48 @@ public static class Cli
         var root = new RootCommand("Administer tcmu-shared-volume: shared volumes served to many initiators with their own SCSI-3 reservations.");
 
         // volume create | resize | delete
-        var volume = new Command("volume", "Backing files and LVM logical volumes.");
+        var volume = new Command("volume", "Backing files, LVM logical volumes and RBD images.");
+        // The Ceph client of an RBD image: what the rbd tool and the daemon use to reach the cluster.
+        var confOpt = new Option<string?>("--conf") { Description = "rbd:POOL/IMAGE only: the ceph.conf to use (default: /etc/ceph/ceph.conf)." };
+        var idOpt = new Option<string?>("--id") { Description = "rbd:POOL/IMAGE only: the Ceph client id, without 'client.' (default: admin)." };
         var createPath = new Argument<string>("VOLUME")
         {
-            Description = "Sparse file to create, or lvm:VG/NAME for an LVM logical volume (lvcreate) in volume group VG.",
+            Description = "Sparse file to create, lvm:VG/NAME for an LVM logical volume (lvcreate) in volume group VG, " +
+                          "or rbd:POOL/IMAGE for an RBD image (rbd create) that several hosts may serve.",
         };
         var createSize = new Option<string>("--size") { Description = "Size, e.g. 10G (K, M, G, T = 1024^n); lvm rounds up to whole extents.", Required = true };
         var thinOpt = new Option<string?>("--thin") { Description = "lvm:VG/NAME only: a thin LV in thin pool POOL of VG (UNMAP then frees pool space)." };
-        var create = new Command("create", "Create a sparse backing file or an LVM logical volume; never overwrites.") { createPath, createSize, thinOpt };
+        var create = new Command("create", "Create a sparse backing file, an LVM logical volume or an RBD image; never overwrites.")
+            { createPath, createSize, thinOpt, confOpt, idOpt };
         create.SetAction(p =>
         {
-            VolumeLifecycle.Create(ctx, p.GetValue(createPath)!, Volumes.ParseSize(p.GetValue(createSize)!), p.GetValue(thinOpt));
+            VolumeLifecycle.Create(ctx, p.GetValue(createPath)!, Volumes.ParseSize(p.GetValue(createSize)!), p.GetValue(thinOpt),
+                p.GetValue(confOpt), p.GetValue(idOpt));
             return Ok;
         });
         volume.Add(create);
 
-        var resizePath = new Argument<string>("VOLUME") { Description = "Backing file, block device or lvm:VG/NAME." };
+        var resizePath = new Argument<string>("VOLUME") { Description = "Backing file, block device, lvm:VG/NAME or rbd:POOL/IMAGE." };
         var resizeSize = new Option<string>("--size") { Description = "New size, e.g. 200G; growing only.", Required = true };
         var resize = new Command("resize",
-            "Grow a volume (lvextend for an LV, sparse for a file) and every backstore serving it: each initiator is told CAPACITY DATA HAS CHANGED.")
-            { resizePath, resizeSize };
+            "Grow a volume (lvextend for an LV, rbd resize for an image, sparse for a file) and every backstore serving it on this host: " +
+            "each initiator is told CAPACITY DATA HAS CHANGED.")
+            { resizePath, resizeSize, confOpt, idOpt };
         resize.SetAction(p =>
         {
-            VolumeLifecycle.Resize(ctx, p.GetValue(resizePath)!, Volumes.ParseSize(p.GetValue(resizeSize)!));
+            VolumeLifecycle.Resize(ctx, p.GetValue(resizePath)!, Volumes.ParseSize(p.GetValue(resizeSize)!), p.GetValue(confOpt), p.GetValue(idOpt));
             return Ok;
         });
         volume.Add(resize);
 
-        var deletePath = new Argument<string>("VOLUME") { Description = "Backing file, LV device path or lvm:VG/NAME." };
+        var deletePath = new Argument<string>("VOLUME") { Description = "Backing file, LV device path, lvm:VG/NAME or rbd:POOL/IMAGE." };
         var deleteYes = new Option<bool>("--yes") { Description = "Do not ask: the volume and all its data are gone." };
-        var delete = new Command("delete", "Delete a backing file or LV (lvremove); refused while it is exported, asks first.") { deletePath, deleteYes };
+        var delete = new Command("delete",
+            "Delete a backing file, LV (lvremove) or RBD image (rbd rm, and its reservation table); refused while any host exports it, asks first.")
+            { deletePath, deleteYes, confOpt, idOpt };
         delete.SetAction(p =>
         {
-            VolumeLifecycle.Delete(ctx, p.GetValue(deletePath)!, p.GetValue(deleteYes));
+            VolumeLifecycle.Delete(ctx, p.GetValue(deletePath)!, p.GetValue(deleteYes), p.GetValue(confOpt), p.GetValue(idOpt));
             return Ok;
         });
         volume.Add(delete);
@@ -120,8 +129,8 @@ public static class Cli
 
         // export iscsi | loopback
         var export = new Command("export", "Export a volume through LIO (runs targetcli).");
-        var volumeOpt = new Option<string>("--volume") { Description = "Backing file, block device or lvm:VG/NAME.", Required = true };
-        var nameOpt = new Option<string?>("--name") { Description = "Backstore name prefix (default: the file name)." };
+        var volumeOpt = new Option<string>("--volume") { Description = "Backing file, block device, lvm:VG/NAME or rbd:POOL/IMAGE.", Required = true };
+        var nameOpt = new Option<string?>("--name") { Description = "Backstore name prefix (default: the file or image name)." };
 
         var targetOpt = new Option<string>("--target") { Description = "Target IQN to create.", Required = true };
         var initiatorOpt = new Option<string[]>("--initiator")
@@ -146,12 +155,13 @@ public static class Cli
             Description = "Export without CHAP: any host that presents an initiator's name gets its LUN, registrations and reservations.",
         };
         var iscsi = new Command("iscsi", "One iSCSI target, one ACL and one backstore per initiator; CHAP required unless --no-auth.")
-            { volumeOpt, targetOpt, initiatorOpt, portalOpt, nameOpt, chapOpt, noAuthOpt };
+            { volumeOpt, targetOpt, initiatorOpt, portalOpt, nameOpt, chapOpt, noAuthOpt, confOpt, idOpt };
         iscsi.SetAction(p =>
         {
-            var path = Volumes.Canonical(p.GetValue(volumeOpt)!);
+            var source = ExportSource.Of(p.GetValue(volumeOpt)!, p.GetValue(confOpt), p.GetValue(idOpt));
+            var path = source.Path;
             var request = new IscsiExport(
-                path,
+                source.Config,
                 0,
                 Volumes.CheckIscsiName(p.GetValue(targetOpt)!, "--target"),
                 p.GetValue(initiatorOpt)!.Select(i => Volumes.CheckIscsiName(i, "--initiator")).ToArray(),
@@ -166,7 +176,7 @@ public static class Cli
             if (secretsSource is not null && noAuth)
                 throw new UsageException("--chap-secrets and --no-auth exclude each other");
             if (secretsSource is not null) request = request with { Chap = ChapSecrets.Load(secretsSource, ctx.In) };
-            request = request with { Size = Volumes.SizeOf(path) };
+            request = request with { Size = source.Size(ctx) };
             var paths = Exporter(ctx).ExportIscsi(request);
             foreach (var x in paths)
                 ctx.Out.WriteLine($"{x.Initiator}: LUN 0 = user:sharedvol/{x.Backstore}" +
@@ -181,14 +191,15 @@ public static class Cli
         });
 
         var nodesOpt = new Option<int>("--nodes") { Description = "Number of tcm_loop targets (local SCSI disks), one backstore each.", DefaultValueFactory = _ => 2 };
-        var loopback = new Command("loopback", "Local SCSI disks through tcm_loop, one per simulated node.") { volumeOpt, nodesOpt, nameOpt };
+        var loopback = new Command("loopback", "Local SCSI disks through tcm_loop, one per simulated node.") { volumeOpt, nodesOpt, nameOpt, confOpt, idOpt };
         loopback.SetAction(p =>
         {
-            var path = Volumes.Canonical(p.GetValue(volumeOpt)!);
+            var source = ExportSource.Of(p.GetValue(volumeOpt)!, p.GetValue(confOpt), p.GetValue(idOpt));
+            var path = source.Path;
             var prefix = Volumes.CheckPrefix(p.GetValue(nameOpt) ?? Volumes.DefaultPrefix(path));
             int nodes = p.GetValue(nodesOpt);
             if (nodes is < 1 or > 128) throw new UsageException("--nodes must be from 1 to 128");
-            foreach (var line in Exporter(ctx).ExportLoopback(path, Volumes.SizeOf(path), nodes, prefix))
+            foreach (var line in Exporter(ctx).ExportLoopback(source.Config, source.Size(ctx), nodes, prefix))
                 ctx.Out.WriteLine(line);
             ctx.Out.WriteLine($"exported {path} through {nodes} loopback target(s); configuration saved");
             return Ok;
@@ -197,8 +208,8 @@ public static class Cli
         export.Add(loopback);
         root.Add(export);
 
-        var unexportVolume = new Option<string>("--volume") { Description = "Backing file, block device or lvm:VG/NAME.", Required = true };
-        var unexport = new Command("unexport", "Remove every LUN and backstore of a volume (the file stays).") { unexportVolume };
+        var unexportVolume = new Option<string>("--volume") { Description = "Backing file, block device, lvm:VG/NAME or rbd:POOL/IMAGE.", Required = true };
+        var unexport = new Command("unexport", "Remove every LUN and backstore of a volume on this host (the file, LV or image stays).") { unexportVolume };
         unexport.SetAction(p =>
         {
             var path = Volumes.Canonical(p.GetValue(unexportVolume)!);
@@ -233,7 +244,7 @@ public static class Cli
 
         // pr show | clear
         var pr = new Command("pr", "Persistent reservations of a volume.");
-        var showVolume = new Argument<string>("VOLUME") { Description = "Backing path or unit serial." };
+        var showVolume = new Argument<string>("VOLUME") { Description = "Backing path, lvm:VG/NAME, rbd:POOL/IMAGE or unit serial." };
         var showJson = new Option<bool>("--json") { Description = "Machine-readable output." };
         var show = new Command("show", "Registrations and reservation of a volume.") { showVolume, showJson };
         show.SetAction(p =>
@@ -245,27 +256,26 @@ public static class Cli
                 : RenderVolume(v));
             return Ok;
         });
-        var clearVolume = new Argument<string>("VOLUME") { Description = "Backing path or unit serial." };
+        var clearVolume = new Argument<string>("VOLUME") { Description = "Backing path, lvm:VG/NAME, rbd:POOL/IMAGE or unit serial." };
         var yes = new Option<bool>("--yes-i-know") { Description = "Confirm: this drops every registration and the reservation; a fenced node may write again." };
-        var clear = new Command("clear", "Drop all registrations and the reservation of a volume.") { clearVolume, yes };
+        var clear = new Command("clear",
+            "Drop all registrations and the reservation of a volume (of an RBD volume: on every host that serves it).") { clearVolume, yes };
         clear.SetAction(p =>
         {
             if (!p.GetValue(yes))
                 throw new UsageException("clearing reservations can let a fenced node write again; add --yes-i-know if that is what you want");
-            string volumeArg = p.GetValue(clearVolume)!;
-            string key = volumeArg.StartsWith('/') ? Path.GetFullPath(volumeArg) : volumeArg;
+            string key = Volumes.StatusKey(p.GetValue(clearVolume)!);
             using var admin = ctx.Admin();
             var (ok, message) = admin.ClearReservations(key, confirm: true);
             if (!ok) throw new CliFailure(message);
             ctx.Out.WriteLine(message);
             return Ok;
         });
-        var historyVolume = new Argument<string>("VOLUME") { Description = "Backing path or unit serial." };
+        var historyVolume = new Argument<string>("VOLUME") { Description = "Backing path, lvm:VG/NAME, rbd:POOL/IMAGE or unit serial." };
         var history = new Command("history", "Every reservation change of a volume, from the journal: who registered, reserved, preempted whom.") { historyVolume };
         history.SetAction(p =>
         {
-            string volumeArg = p.GetValue(historyVolume)!;
-            string key = volumeArg.StartsWith('/') ? Path.GetFullPath(volumeArg) : volumeArg;
+            string key = Volumes.StatusKey(p.GetValue(historyVolume)!);
             var entries = History.Parse(ctx.Journal.Read(History.JournalctlArguments(key)));
             if (entries.Count == 0)
             {
@@ -301,7 +311,7 @@ public static class Cli
 
     private static VolumeStatus Find(AdminStatus status, string volume)
     {
-        string path = volume.StartsWith('/') ? Path.GetFullPath(volume) : volume;
+        string path = Volumes.StatusKey(volume);
         return status.Volumes.FirstOrDefault(v => v.BackingPath == path || v.UnitSerial == volume)
                ?? throw new CliFailure($"the daemon serves no volume '{volume}' (see tsvctl status)");
     }
@@ -331,7 +341,27 @@ public static class Cli
             ? $"  reservation: {res.Type}, key 0x{res.Key}{(res.Holder is null ? "" : ", holder " + res.Holder)}"
             : "  reservation: none");
         if (r.Spc2ReservedBy is not null) lines.Add($"  SPC-2 reserved by {r.Spc2ReservedBy}");
+        if (v.Shared is { } shared) lines.AddRange(RenderShared(shared));
         return string.Join('\n', lines);
+    }
+
+    /// <summary>An RBD volume's shared table (docs/operations.md §10): its version and every host recorded in it.</summary>
+    private static IEnumerable<string> RenderShared(SharedTableStatus t)
+    {
+        int serving = t.Hosts.Count(h => h.State == "serving");
+        yield return $"  shared table {t.TableObject}: version {t.Version}, " +
+                     (t.HostsError is null ? $"{serving} host(s) serving" : $"hosts unknown ({t.HostsError})");
+        foreach (var h in t.Hosts.OrderBy(h => h.State == "gone").ThenBy(h => h.HostId ?? int.MaxValue).ThenBy(h => h.Client))
+        {
+            string who = (h.HostId is { } id ? $"host {id}" : "host ?") + (h.HostName is null ? "" : $" ({h.HostName})") + $", client.{h.Client}";
+            string state = h.State switch
+            {
+                "gone" => "gone: stale record, removed when a host next starts or rejoins",
+                "not answering" => "NOT ANSWERING: the next change waits for it, then fences it",
+                _ => "serving",
+            };
+            yield return $"    {who}{(h.ThisHost ? " (this host)" : "")}: {state}{(h.Since is null ? "" : $", since {h.Since}")}";
+        }
     }
 
     private static string Human(long bytes)

@@ -24,7 +24,7 @@ public sealed class ProcessRunner : ICommandRunner
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
-            RedirectStandardInput = true, // lvm never waits on a question: --yes or fail
+            RedirectStandardInput = true, // no tool waits on a question: --yes or fail
             UseShellExecute = false,
         };
         foreach (var a in arguments) psi.ArgumentList.Add(a);
@@ -37,7 +37,8 @@ public sealed class ProcessRunner : ICommandRunner
         }
         catch (System.ComponentModel.Win32Exception e)
         {
-            return new ToolResult(127, "", $"cannot run {executable}: {e.Message} (install lvm2)");
+            string package = executable is "rbd" or "rados" ? "ceph-common" : "lvm2";
+            return new ToolResult(127, "", $"cannot run {executable}: {e.Message} (install {package})");
         }
         using (process)
         {

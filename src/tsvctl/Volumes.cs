@@ -26,11 +26,13 @@ public static partial class Volumes
     [GeneratedRegex("^([0-9]+)([KkMmGgTt]?)(?:i?[Bb])?$")]
     private static partial Regex SizeRegex();
 
-    /// <summary>The canonical absolute path targetcli and the daemon will see; lvm:VG/NAME is /dev/VG/NAME.</summary>
+    /// <summary>The canonical absolute path targetcli and the daemon will see; lvm:VG/NAME is /dev/VG/NAME,
+    /// rbd:POOL/IMAGE the daemon's key rbd/POOL/IMAGE.</summary>
     public static string Canonical(string path)
     {
         if (string.IsNullOrWhiteSpace(path)) throw new UsageException("volume path is empty");
         if (LogicalVolume.Parse(path) is { } lv) return lv.DevicePath;
+        if (RbdImage.Parse(path) is { } image) return image.BackingPath;
         var full = Path.GetFullPath(path);
         if (full.Any(c => char.IsWhiteSpace(c) || c is ';' or ':' or '%'))
             throw new UsageException($"volume path '{full}' contains whitespace, ';', ':' or '%', which a TCMU config string cannot carry");
@@ -93,6 +95,16 @@ public static partial class Volumes
         return full;
     }
 
+    /// <summary>
+    /// How the daemon names a volume given on the command line (status, pr show/clear/history):
+    /// a path made absolute, lvm:VG/NAME as /dev/VG/NAME, rbd:POOL/IMAGE as rbd/POOL/IMAGE;
+    /// anything else (a unit serial, rbd/POOL/IMAGE) as it is.
+    /// </summary>
+    public static string StatusKey(string volume) =>
+        volume.StartsWith('/') ? Path.GetFullPath(volume)
+        : volume.StartsWith(LogicalVolume.Scheme, StringComparison.Ordinal) || volume.StartsWith(RbdImage.Scheme, StringComparison.Ordinal) ? Canonical(volume)
+        : volume;
+
     /// <summary>Backstore name prefix: the file name without extension, in the characters rtslib accepts.</summary>
     public static string DefaultPrefix(string volumePath)
     {
@@ -133,4 +145,25 @@ public static partial class Volumes
             throw new UsageException($"portal '{portal}' must be IP[:PORT], e.g. 127.0.0.1:3260");
         return (address, p);
     }
+}
+
+/// <summary>
+/// What <c>tsvctl export</c> puts into the backstores' config string, and the size it gives them:
+/// a file or device path (its size read here), or an RBD image with its Ceph client (its size
+/// from <c>rbd info</c>).
+/// </summary>
+public sealed record ExportSource(string Path, string Config, RbdImage? Image)
+{
+    public static ExportSource Of(string volume, string? cephConf, string? clientId)
+    {
+        if (VolumeLifecycle.Image(volume, cephConf, clientId) is { } image)
+            return new ExportSource(image.BackingPath, image.ConfigString, image);
+        var path = Volumes.Canonical(volume);
+        return new ExportSource(path, path, null);
+    }
+
+    public long Size(CliContext ctx) => Image is { } image
+        ? new Rbd(ctx.Commands).Size(image) ?? throw new CliFailure(
+            $"RBD image {image.Pool}/{image.Image} does not exist (create it: tsvctl volume create {image} --size 10G{VolumeLifecycle.ClientOptions(image)})")
+        : Volumes.SizeOf(Path);
 }

@@ -330,12 +330,6 @@ public sealed class UnexportTests : IDisposable
 
     public void Dispose() => _s.Dispose();
 
-    private void Backstore(int hba, string name, string config)
-    {
-        var dev = Directory.CreateDirectory(Path.Combine(_s.Configfs, "core", $"user_{hba}", name, "attrib"));
-        File.WriteAllText(Path.Combine(dev.FullName, "dev_config"), config + "\n");
-    }
-
     private void Lun(string fabric, string wwn, int tpgt, int lun, int hba, string backstore)
     {
         var dir = Directory.CreateDirectory(Path.Combine(_s.Configfs, fabric, wwn, $"tpgt_{tpgt}", "lun", $"lun_{lun}"));
@@ -346,9 +340,9 @@ public sealed class UnexportTests : IDisposable
     public void RemovesTargetsThatOnlyServeTheVolumeLunsOfSharedTargetsThenTheBackstores()
     {
         var vol = _s.Volume();
-        Backstore(1, "vol1-1", $"sharedvol/{vol};initiator=iqn.2024-01.org.example%3Anode1");
-        Backstore(2, "vol1-2", $"sharedvol/{vol}");
-        Backstore(3, "other-1", $"sharedvol/{vol}.other");
+        _s.Backstore(1, "vol1-1", $"sharedvol/{vol};initiator=iqn.2024-01.org.example%3Anode1");
+        _s.Backstore(2, "vol1-2", $"sharedvol/{vol}");
+        _s.Backstore(3, "other-1", $"sharedvol/{vol}.other");
         Lun("iscsi", "iqn.2024-01.org.example:only", 1, 0, 1, "vol1-1");
         Lun("iscsi", "iqn.2024-01.org.example:mixed", 1, 0, 3, "other-1");
         Lun("iscsi", "iqn.2024-01.org.example:mixed", 1, 4, 2, "vol1-2");
@@ -369,7 +363,7 @@ public sealed class UnexportTests : IDisposable
     public void LoopbackTargetsOfTheVolumeAreDeleted()
     {
         var vol = _s.Volume();
-        Backstore(1, "vol1-1", $"sharedvol/{vol}");
+        _s.Backstore(1, "vol1-1", $"sharedvol/{vol}");
         Lun("loopback", "naa.5001405000000001", 1, 0, 1, "vol1-1");
 
         Assert.Equal(0, _s.Run("unexport", "--volume", vol));
@@ -389,8 +383,8 @@ public sealed class UnexportTests : IDisposable
     public void AFailureStopsAndSaysWhatWasAlreadyDone()
     {
         var vol = _s.Volume();
-        Backstore(1, "vol1-1", $"sharedvol/{vol}");
-        Backstore(2, "vol1-2", $"sharedvol/{vol}");
+        _s.Backstore(1, "vol1-1", $"sharedvol/{vol}");
+        _s.Backstore(2, "vol1-2", $"sharedvol/{vol}");
         _s.Targetcli.Fails = c => c.EndsWith("vol1-2");
 
         Assert.Equal(1, _s.Run("unexport", "--volume", vol));

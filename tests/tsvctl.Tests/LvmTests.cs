@@ -79,17 +79,17 @@ public sealed class LvmVolumeTests : IDisposable
     public void ResizeExtendsTheLvAndWritesDevSizeOnEveryBackstoreOfIt()
     {
         _s.Lvm.Volumes["vg/db"] = (64 << 20, "thin");
-        Backstore(1, "db-1", "sharedvol//dev/vg/db;initiator=iqn.2024-01.org.example%3Anode1");
-        Backstore(2, "db-2", "sharedvol//dev/vg/db;initiator=iqn.2024-01.org.example%3Anode2");
-        Backstore(3, "other-1", "sharedvol//dev/vg/other");
+        _s.Backstore(1, "db-1", "sharedvol//dev/vg/db;initiator=iqn.2024-01.org.example%3Anode1");
+        _s.Backstore(2, "db-2", "sharedvol//dev/vg/db;initiator=iqn.2024-01.org.example%3Anode2");
+        _s.Backstore(3, "other-1", "sharedvol//dev/vg/other");
 
         Assert.Equal(0, _s.Run("volume", "resize", "lvm:vg/db", "--size", "130M"));
 
         Assert.Contains("lvextend --yes --size 136314880b vg/db", _s.Lvm.Commands);
         long made = 132L << 20; // whole 4 MiB extents
-        Assert.Equal(made.ToString(), DevSize(1, "db-1"));
-        Assert.Equal(made.ToString(), DevSize(2, "db-2"));
-        Assert.Equal("", DevSize(3, "other-1"));
+        Assert.Equal(made.ToString(), _s.DevSize(1, "db-1"));
+        Assert.Equal(made.ToString(), _s.DevSize(2, "db-2"));
+        Assert.Equal("", _s.DevSize(3, "other-1"));
         Assert.Equal(["saveconfig"], _s.Targetcli.Commands);
         Assert.Contains($"resized /dev/vg/db to {made} bytes; 2 path(s) told: db-1, db-2", _s.Out.ToString());
     }
@@ -117,9 +117,9 @@ public sealed class LvmVolumeTests : IDisposable
     {
         // The daemon grows the file when it is told the new dev_size (and refuses to shrink it).
         var path = _s.Volume("exp.img", 1 << 20);
-        Backstore(1, "exp-1", $"sharedvol/{path}");
+        _s.Backstore(1, "exp-1", $"sharedvol/{path}");
         Assert.Equal(0, _s.Run("volume", "resize", path, "--size", "2M"));
-        Assert.Equal((2 << 20).ToString(), DevSize(1, "exp-1"));
+        Assert.Equal((2 << 20).ToString(), _s.DevSize(1, "exp-1"));
         Assert.Equal(1 << 20, new FileInfo(path).Length);
     }
 
@@ -127,7 +127,7 @@ public sealed class LvmVolumeTests : IDisposable
     public void DeleteRefusesWhileExported()
     {
         _s.Lvm.Volumes["vg/db"] = (64 << 20, "thin");
-        Backstore(1, "db-1", "sharedvol//dev/vg/db");
+        _s.Backstore(1, "db-1", "sharedvol//dev/vg/db");
         Assert.Equal(1, _s.Run("volume", "delete", "lvm:vg/db", "--yes"));
         Assert.Contains("is exported (backstores db-1); unexport it first", _s.ErrorLine());
         Assert.True(_s.Lvm.Volumes.ContainsKey("vg/db"));
@@ -170,14 +170,4 @@ public sealed class LvmVolumeTests : IDisposable
     {
         Assert.Equal("/dev/vg/db", Volumes.Canonical("lvm:vg/db"));
     }
-
-    private void Backstore(int hba, string name, string config)
-    {
-        var dev = Directory.CreateDirectory(Path.Combine(_s.Configfs, "core", $"user_{hba}", name, "attrib"));
-        File.WriteAllText(Path.Combine(dev.FullName, "dev_config"), config + "\n");
-        File.WriteAllText(Path.Combine(dev.FullName, "dev_size"), "");
-    }
-
-    private string DevSize(int hba, string name) =>
-        File.ReadAllText(Path.Combine(_s.Configfs, "core", $"user_{hba}", name, "attrib", "dev_size"));
 }

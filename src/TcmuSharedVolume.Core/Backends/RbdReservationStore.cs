@@ -20,7 +20,8 @@ namespace TcmuSharedVolume.Backends;
 /// <item>every host watches the object; a commit is announced with notify2, whose payload is the
 /// committed table and change, and each host acks once it has applied and drained it;</item>
 /// <item>a host that did not ack in time is blocklisted by the issuer (its address is kept in
-/// the xattr <c>tsv.host.&lt;global id&gt;</c>), after which the OSDs refuse its writes;</item>
+/// the xattr <c>tsv.host.&lt;global id&gt;</c>, <see cref="RbdHostRecord"/>), after which the OSDs
+/// refuse its writes; records of clients that no longer watch are removed when a host joins;</item>
 /// <item>a host that finds itself blocklisted builds a new client, reads the table and watches
 /// again before its image serves again (<see cref="RbdStore.Reconnect"/>);</item>
 /// <item>ALUA: each host records its target ports of the volume in the xattr
@@ -39,7 +40,13 @@ public sealed unsafe class RbdReservationStore : IClusterReservationStore, IPort
 
     /// <summary>Image metadata key and table object xattr of the volume's identity: "&lt;serial&gt; &lt;NAA, 16 hex digits&gt;".</summary>
     public const string IdentityKey = "tsv.identity";
-    private const int ENOENT = 2, EEXIST = 17, ETIMEDOUT = 110, ECANCELED = 125;
+    private const int ENOENT = 2, ENODATA = 61, EEXIST = 17, ETIMEDOUT = 110, ECANCELED = 125;
+
+    /// <summary>A notification that only asks "who watches?": every host acks it at once.</summary>
+    private static ReadOnlySpan<byte> PingPayload => "TSVPING1"u8;
+
+    /// <summary>Asks the worker to remove the records of hosts that no longer watch (by reference).</summary>
+    private static readonly Notification ExpireStale = new(0, 0, []);
 
     private readonly RbdStore _rbd;
     private readonly string _oid;
@@ -52,10 +59,15 @@ public sealed unsafe class RbdReservationStore : IClusterReservationStore, IPort
     private ulong _cookie;
     private ulong _globalId;
     private int _rejoinQueued;
+    private int _rejoining;
     private int _disposed;
     private long _lostRaces;
     private long _fencedHosts;
     private long _rejoins;
+    private static readonly LinuxReservationFileSystem s_files = new();
+    private readonly Lock _rememberLock = new();
+    private ulong _remembered;
+    private bool _rememberFailed;
 
     /// <summary>A notification to apply; null asks the worker to rejoin.</summary>
     private sealed record Notification(ulong NotifyId, ulong Cookie, byte[] Payload);
@@ -71,6 +83,9 @@ public sealed unsafe class RbdReservationStore : IClusterReservationStore, IPort
 
     public static string ObjectName(string image) => ObjectPrefix + image;
 
+    /// <summary>The table's object, "POOL/tsv.pr.IMAGE".</summary>
+    public string TableObject => _rbd.Location.Pool + "/" + _oid;
+
     /// <summary>How long an issuer waits for the other hosts' acks before it fences the silent
     /// ones; keep it well below the initiators' command timeout (docs/reservations.md §18: 5 s of 30 s).</summary>
     public TimeSpan NotifyTimeout { get; init; } = TimeSpan.FromSeconds(5);
@@ -78,6 +93,22 @@ public sealed unsafe class RbdReservationStore : IClusterReservationStore, IPort
     /// <summary>How long a fenced host stays blocklisted; 0: the cluster's default (one hour).
     /// A fenced host rejoins with a new client at once, so this only bounds the list.</summary>
     public uint BlocklistExpireSeconds { get; init; }
+
+    /// <summary>host_id of the daemon's configuration, recorded for the administrator (tsvctl status).</summary>
+    public int HostId { get; init; }
+
+    /// <summary>This host's name, recorded beside its address.</summary>
+    public string HostName { get; init; } = Environment.MachineName;
+
+    /// <summary>
+    /// Where this host keeps the last table it loaded (in its state directory), so that after a
+    /// restart it can raise the unit attentions of the changes it missed (<see cref="LastKnown"/>).
+    /// Null: nothing kept.
+    /// </summary>
+    public string? LastKnownPath { get; init; }
+
+    /// <summary>How long <see cref="Hosts"/> waits for the watchers' answers.</summary>
+    public TimeSpan PingTimeout { get; init; } = TimeSpan.FromSeconds(1);
 
     /// <summary>Commits lost to another host (each one decided again).</summary>
     public long LostRaces => Interlocked.Read(ref _lostRaces);
@@ -138,7 +169,10 @@ public sealed unsafe class RbdReservationStore : IClusterReservationStore, IPort
         _apply = apply;
         _self = GCHandle.Alloc(this);
         _worker.Start();
-        return _rbd.Rados(Attach);
+        var table = _rbd.Rados(Attach);
+        Remember(table);
+        _inbox.Add(ExpireStale);
+        return table;
     }
 
     /// <summary>Watch first, then read: a change committed in between is then both read and notified (and applied once, by version).</summary>
@@ -149,16 +183,16 @@ public sealed unsafe class RbdReservationStore : IClusterReservationStore, IPort
         Check(LibRados.rados_watch2(ioctx, _oid, &cookie, &OnNotify, &OnWatchError, GCHandle.ToIntPtr(_self)), "watch");
         _cookie = cookie;
         _globalId = LibRados.rados_get_instance_id(cluster);
-        // Where the issuer of a change finds this client's address to blocklist it.
+        // Where the issuer of a change finds this client's address to blocklist it. Written after
+        // the watch: a record that another host reads belongs to a client that watched already.
         byte* addrs;
         Check(LibRados.rados_getaddrs(cluster, &addrs), "getaddrs");
-        try
-        {
-            int length = 0;
-            while (addrs[length] != 0) length++;
-            Check(LibRados.rados_setxattr(ioctx, _oid, HostXattrPrefix + _globalId, addrs, (nuint)length), "record this host's address");
-        }
+        string address;
+        try { address = Marshal.PtrToStringUTF8((nint)addrs) ?? ""; }
         finally { NativeMemory.Free(addrs); }
+        var record = Encoding.UTF8.GetBytes(new RbdHostRecord(_globalId, address, HostId, HostName, DateTimeOffset.UtcNow).Format());
+        fixed (byte* r = record)
+            Check(LibRados.rados_setxattr(ioctx, _oid, HostXattrPrefix + _globalId, r, (nuint)record.Length), "record this host's address");
         return Read(ioctx);
     }
 
@@ -249,6 +283,7 @@ public sealed unsafe class RbdReservationStore : IClusterReservationStore, IPort
             current = newer;
             return false;
         }
+        Remember(next);
         current = next;
         return true;
     }
@@ -266,7 +301,7 @@ public sealed unsafe class RbdReservationStore : IClusterReservationStore, IPort
             List<(ulong Id, ulong Cookie)> silent;
             try
             {
-                silent = reply is null ? [] : TimedOut(new ReadOnlySpan<byte>(reply, (int)replyLength));
+                silent = reply is null ? [] : NotifyReply(new ReadOnlySpan<byte>(reply, (int)replyLength)).Missed;
             }
             finally
             {
@@ -286,18 +321,22 @@ public sealed unsafe class RbdReservationStore : IClusterReservationStore, IPort
     }
 
     /// <summary>notify2's reply: acks (id, cookie, payload) then the watchers that timed out (id, cookie).</summary>
-    private static List<(ulong, ulong)> TimedOut(ReadOnlySpan<byte> reply)
+    private static (List<(ulong Id, ulong Cookie)> Acked, List<(ulong Id, ulong Cookie)> Missed) NotifyReply(ReadOnlySpan<byte> reply)
     {
         uint acks = BinaryPrimitives.ReadUInt32LittleEndian(reply);
         int at = 4;
+        var acked = new List<(ulong, ulong)>((int)Math.Min(acks, 1024));
         for (uint i = 0; i < acks; i++)
+        {
+            acked.Add((BinaryPrimitives.ReadUInt64LittleEndian(reply[at..]), BinaryPrimitives.ReadUInt64LittleEndian(reply[(at + 8)..])));
             at += 16 + 4 + (int)BinaryPrimitives.ReadUInt32LittleEndian(reply[(at + 16)..]);
+        }
         uint missed = BinaryPrimitives.ReadUInt32LittleEndian(reply[at..]);
         at += 4;
-        var list = new List<(ulong, ulong)>((int)missed);
+        var list = new List<(ulong, ulong)>((int)Math.Min(missed, 1024));
         for (uint i = 0; i < missed; i++, at += 16)
             list.Add((BinaryPrimitives.ReadUInt64LittleEndian(reply[at..]), BinaryPrimitives.ReadUInt64LittleEndian(reply[(at + 8)..])));
-        return list;
+        return (acked, list);
     }
 
     /// <summary>docs/reservations.md §18 step 4: blocklists the client that did not acknowledge.</summary>
@@ -312,7 +351,7 @@ public sealed unsafe class RbdReservationStore : IClusterReservationStore, IPort
             Log.Error($"reservations: {_oid}: client {globalId} did not acknowledge version {version} and its address is unknown ({RbdStore.Describe(-n)}); cannot fence it");
             return false;
         }
-        string text = Encoding.UTF8.GetString(address, 0, n);
+        string text = RbdHostRecord.Parse(globalId, Encoding.UTF8.GetString(address, 0, n)).Address;
         int r = LibRados.rados_blocklist_add(cluster, BlocklistAddress(text), BlocklistExpireSeconds);
         if (r < 0)
         {
@@ -332,6 +371,164 @@ public sealed unsafe class RbdReservationStore : IClusterReservationStore, IPort
         return first.StartsWith("v1:") || first.StartsWith("v2:") || first.StartsWith("any:") ? first[(colon + 1)..] : first;
     }
 
+    // ------------------------------------------------------------------ the hosts
+
+    /// <summary>
+    /// The hosts recorded in the table's object and whether each still serves: the records are
+    /// read first, then every watcher is pinged (a notification each acks at once). A record is
+    /// written only once its client watches, so a host whose record was read is among the
+    /// watchers the ping reaches, unless its client is gone for good: neither acked nor timed
+    /// out is <see cref="RbdHostState.Gone"/>. Watchers without a record are listed too.
+    /// </summary>
+    /// <exception cref="ClusterTableUnavailableException">This host is fenced or rejoining.</exception>
+    public IReadOnlyList<RbdHost> Hosts() => Call((_, ioctx) =>
+    {
+        var records = ReadHostRecords(ioctx);
+        var (answered, silent) = Ping(ioctx);
+        var hosts = new List<RbdHost>();
+        foreach (var r in records)
+        {
+            var state = answered.Contains(r.ClientId) ? RbdHostState.Serving
+                : silent.Contains(r.ClientId) ? RbdHostState.NotAnswering : RbdHostState.Gone;
+            hosts.Add(new RbdHost(r, state, r.ClientId == _globalId));
+        }
+        foreach (var id in answered.Concat(silent).Distinct().Where(id => records.All(r => r.ClientId != id)).Order())
+            hosts.Add(new RbdHost(new RbdHostRecord(id, "", null, null, null),
+                answered.Contains(id) ? RbdHostState.Serving : RbdHostState.NotAnswering, id == _globalId));
+        return (IReadOnlyList<RbdHost>)hosts;
+    });
+
+    /// <summary>Every <c>tsv.host.*</c> xattr of the table's object.</summary>
+    private List<RbdHostRecord> ReadHostRecords(nint ioctx)
+    {
+        var records = new List<RbdHostRecord>();
+        foreach (var (key, value) in ReadXattrs(ioctx, HostXattrPrefix, "list the hosts of"))
+            if (ulong.TryParse(key.AsSpan(HostXattrPrefix.Length), System.Globalization.NumberStyles.None, null, out ulong id))
+                records.Add(RbdHostRecord.Parse(id, Encoding.UTF8.GetString(value)));
+        records.Sort((a, b) => a.ClientId.CompareTo(b.ClientId));
+        return records;
+    }
+
+    /// <summary>The xattrs of the table's object whose names start with <paramref name="prefix"/>.</summary>
+    private List<(string Key, byte[] Value)> ReadXattrs(nint ioctx, string prefix, string what)
+    {
+        var found = new List<(string, byte[])>();
+        nint iterator;
+        Check(LibRados.rados_getxattrs(ioctx, _oid, &iterator), what);
+        try
+        {
+            while (true)
+            {
+                byte* name, value;
+                nuint length;
+                Check(LibRados.rados_getxattrs_next(iterator, &name, &value, &length), what);
+                if (name is null) return found;
+                var key = Marshal.PtrToStringUTF8((nint)name) ?? "";
+                if (!key.StartsWith(prefix, StringComparison.Ordinal)) continue;
+                // An empty value may come with a null pointer.
+                found.Add((key, length == 0 ? [] : new ReadOnlySpan<byte>(value, (int)length).ToArray()));
+            }
+        }
+        finally { LibRados.rados_getxattrs_end(iterator); }
+    }
+
+
+    /// <summary>The client ids of the watchers that acked a ping, and of those that did not in time.</summary>
+    private (HashSet<ulong> Answered, HashSet<ulong> Silent) Ping(nint ioctx)
+    {
+        byte* reply = null;
+        nuint replyLength = 0;
+        int r;
+        fixed (byte* p = PingPayload)
+            r = LibRados.rados_notify2(ioctx, _oid, p, PingPayload.Length, (ulong)PingTimeout.TotalMilliseconds, &reply, &replyLength);
+        try
+        {
+            if (r < 0 && r != -ETIMEDOUT) Check(r, "ping the hosts of");
+            if (reply is null) return ([], []);
+            var (acked, missed) = NotifyReply(new ReadOnlySpan<byte>(reply, (int)replyLength));
+            return ([.. acked.Select(a => a.Id)], [.. missed.Select(m => m.Id)]);
+        }
+        finally
+        {
+            if (reply is not null) LibRados.rados_buffer_free(reply);
+        }
+    }
+
+    /// <summary>
+    /// Removes the records of clients that no longer watch the table (docs/operations.md §10):
+    /// each restart or rejoin of a host leaves its old client's record behind. Never a watcher's,
+    /// even a silent one: that is the record a fence needs.
+    /// </summary>
+    private void ExpireStaleHosts()
+    {
+        try
+        {
+            foreach (var host in Hosts())
+            {
+                if (host.State != RbdHostState.Gone || host.IsThisHost) continue;
+                int r = _rbd.Rados((_, ioctx) => LibRados.rados_rmxattr(ioctx, _oid, HostXattrPrefix + host.Record.ClientId));
+                if (r < 0 && r != -ENODATA)
+                    Log.Warning($"reservations: {_oid}: removing the stale record of {host.Record} failed: {RbdStore.Describe(-r)}");
+                else if (r == 0)
+                    Log.Info($"reservations: {_oid}: removed the record of {host.Record}, which no longer watches the table");
+            }
+        }
+        catch (Exception e) when (e is ReservationStoreException or ClusterTableUnavailableException or BackingStoreException)
+        {
+            Log.Warning($"reservations: {_oid}: stale host records not checked: {e.Message}");
+        }
+    }
+
+    // ------------------------------------------------------------------ the table this host last knew
+
+    public ClusterTable? LastKnown()
+    {
+        if (LastKnownPath is null) return null;
+        byte[]? data;
+        try { data = s_files.ReadAll(LastKnownPath); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            Log.Warning($"reservations: {_oid}: cannot read {LastKnownPath} ({e.Message}); unit attentions of changes made while this host was away are not raised");
+            return null;
+        }
+        if (data is null) return null;
+        try { return ClusterTableCodec.Decode(data).Table; }
+        catch (ReservationStoreException e)
+        {
+            Log.Warning($"reservations: {_oid}: ignoring {LastKnownPath}: {e.Message}");
+            return null;
+        }
+    }
+
+    /// <summary>
+    /// Keeps <paramref name="table"/> as the last one this host loaded, unless it knows a newer
+    /// one. Written whole and renamed into place, not synced: what a crash loses is only the
+    /// precision of the unit attentions raised after the restart (which also raises POWER ON).
+    /// </summary>
+    private void Remember(ClusterTable table)
+    {
+        if (LastKnownPath is null) return;
+        lock (_rememberLock)
+        {
+            if (table.Version <= _remembered) return;
+            string temp = LastKnownPath + ".tmp";
+            try
+            {
+                // Mode 0600, no link followed: it names initiators and their keys, as a .pr file does.
+                s_files.CreateDirectory(Path.GetDirectoryName(LastKnownPath)!);
+                using (var f = s_files.Create(temp)) f.Write(ClusterTableCodec.Encode(table, 0));
+                s_files.Rename(temp, LastKnownPath);
+                _remembered = table.Version;
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                if (!_rememberFailed)
+                    Log.Warning($"reservations: {_oid}: cannot keep the last table in {LastKnownPath} ({e.Message}); after a restart, " +
+                        "unit attentions of changes made while this host was away are not raised");
+                _rememberFailed = true;
+            }
+        }
+
     // ------------------------------------------------------------------ ALUA: each host's ports
 
     /// <summary>The value is the relative target port identifiers in decimal, comma-separated
@@ -349,26 +546,15 @@ public sealed unsafe class RbdReservationStore : IClusterReservationStore, IPort
 
     public IReadOnlyList<PortGroupRecord> ReadPortGroups() => Call((_, ioctx) =>
     {
-        nint iterator;
-        Check(LibRados.rados_getxattrs(ioctx, _oid, &iterator), "read the hosts' target ports from");
         var records = new List<PortGroupRecord>();
-        try
+        foreach (var (key, value) in ReadXattrs(ioctx, PortsXattrPrefix, "read the hosts' target ports from"))
         {
-            while (true)
-            {
-                byte* name, value;
-                nuint length;
-                Check(LibRados.rados_getxattrs_next(iterator, &name, &value, &length), "read the hosts' target ports from");
-                if (name is null) return records;
-                string key = Marshal.PtrToStringUTF8((nint)name) ?? "";
-                if (!key.StartsWith(PortsXattrPrefix, StringComparison.Ordinal)) continue;
-                if (length == 0) continue; // withdrawn (and the value pointer may be null)
-                string text = Encoding.ASCII.GetString(value, (int)length);
-                if (ParsePorts(key[PortsXattrPrefix.Length..], text) is { } record) records.Add(record);
-                else Log.Warning($"reservations: {_oid}: ignoring xattr {key} = \"{text}\", not a target port group and its ports");
-            }
+            if (value.Length == 0) continue; // withdrawn
+            string text = Encoding.ASCII.GetString(value);
+            if (ParsePorts(key[PortsXattrPrefix.Length..], text) is { } record) records.Add(record);
+            else Log.Warning($"reservations: {_oid}: ignoring xattr {key} = \"{text}\", not a target port group and its ports");
         }
-        finally { LibRados.rados_getxattrs_end(iterator); }
+        return (IReadOnlyList<PortGroupRecord>)records;
     });
 
     /// <summary>A group and its ports, or null if either is not one.</summary>
@@ -395,6 +581,11 @@ public sealed unsafe class RbdReservationStore : IClusterReservationStore, IPort
         try
         {
             var self = (RbdReservationStore)GCHandle.FromIntPtr(arg).Target!;
+            if (new ReadOnlySpan<byte>(data, (int)length).SequenceEqual(PingPayload))
+            {
+                self.Ack(notifyId, cookie);
+                return;
+            }
             var payload = new ReadOnlySpan<byte>(data, (int)length).ToArray();
             ulong origin;
             try { origin = ClusterTableCodec.Decode(payload).Origin; }
@@ -445,9 +636,15 @@ public sealed unsafe class RbdReservationStore : IClusterReservationStore, IPort
         }
     }
 
+    /// <summary>
+    /// Asks the worker to rejoin, once. Reports that arrive while it rejoins are ignored: they
+    /// come from the old client (a request that failed, its watch's error), and the new client
+    /// serves only once the rejoin is complete.
+    /// </summary>
     private void QueueRejoin()
     {
-        if (Volatile.Read(ref _disposed) != 0 || Interlocked.Exchange(ref _rejoinQueued, 1) != 0) return;
+        if (Volatile.Read(ref _disposed) != 0 || Volatile.Read(ref _rejoining) != 0
+            || Interlocked.Exchange(ref _rejoinQueued, 1) != 0) return;
         try { _inbox.TryAdd(null); }
         catch (InvalidOperationException) { } // closing
     }
@@ -464,9 +661,18 @@ public sealed unsafe class RbdReservationStore : IClusterReservationStore, IPort
                     Rejoin();
                     continue;
                 }
+                if (ReferenceEquals(n, ExpireStale))
+                {
+                    ExpireStaleHosts();
+                    continue;
+                }
                 BeforeApply?.Invoke();
                 var table = ClusterTableCodec.Decode(n.Payload).Table;
-                if (_apply!(table)) Ack(n.NotifyId, n.Cookie);
+                if (_apply!(table))
+                {
+                    Ack(n.NotifyId, n.Cookie);
+                    Remember(table);
+                }
             }
             catch (Exception e)
             {
@@ -481,7 +687,16 @@ public sealed unsafe class RbdReservationStore : IClusterReservationStore, IPort
     /// </summary>
     private void Rejoin()
     {
+        Volatile.Write(ref _rejoining, 1);
         Volatile.Write(ref _rejoinQueued, 0);
+        bool rejoined;
+        try { rejoined = RejoinNow(); }
+        finally { Volatile.Write(ref _rejoining, 0); }
+        if (rejoined) ExpireStaleHosts();
+    }
+
+    private bool RejoinNow()
+    {
         Log.Warning($"reservations: {_oid}: this host was fenced or lost its watch; reconnecting before it serves again");
         while (Volatile.Read(ref _disposed) == 0)
         {
@@ -490,20 +705,24 @@ public sealed unsafe class RbdReservationStore : IClusterReservationStore, IPort
                 _rbd.Reconnect((cluster, ioctx) =>
                 {
                     var table = Attach(cluster, ioctx);
-                    _apply!(table with { Change = TableChangeEffects.None });
+                    // Its unit attentions are owed (or those of every change missed, when more
+                    // than one); no drain: this host's old client, fenced, wrote nothing since.
+                    _apply!(table with { Change = table.Change with { Preempted = [] } });
+                    Remember(table);
                     return true;
                 });
                 Interlocked.Increment(ref _rejoins);
                 Log.Notice($"reservations: {_oid}: rejoined as client {_globalId}");
-                return;
+                return true;
             }
-            catch (ObjectDisposedException) { return; }
+            catch (ObjectDisposedException) { return false; }
             catch (Exception e)
             {
                 Log.Error($"reservations: {_oid}: rejoining failed, retrying in 1 s: {e.Message}");
                 Thread.Sleep(1000);
             }
         }
+        return false;
     }
 
     /// <summary>A RADOS call on the volume's client; fenced or rejoining is <see cref="ClusterTableUnavailableException"/>.</summary>
@@ -537,6 +756,8 @@ public sealed unsafe class RbdReservationStore : IClusterReservationStore, IPort
             {
                 LibRados.rados_unwatch2(ioctx, _cookie);
                 LibRados.rados_watch_flush(cluster);
+                // This client's record is stale from now on; the next host to join would remove it too.
+                LibRados.rados_rmxattr(ioctx, _oid, HostXattrPrefix + _globalId);
                 return true;
             });
         }

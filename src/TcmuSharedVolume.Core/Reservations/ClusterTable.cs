@@ -13,6 +13,40 @@ public sealed record TableChangeEffects(
     IReadOnlyList<ItNexus> Preempted)
 {
     public static readonly TableChangeEffects None = new([], []);
+
+    /// <summary>
+    /// The unit attentions owed for changes a host did not apply one by one (it was stopped, or
+    /// fenced and rejoined), from the table it last knew and the one it reads now (docs/reservations.md
+    /// §18). While a host is away, its own nexuses can only lose registrations: a nexus registers
+    /// through its own target port, which is on that host. So for each nexus registered before:
+    /// gone with every other registration is a CLEAR (RESERVATIONS PREEMPTED), gone alone a
+    /// preemption (REGISTRATIONS PREEMPTED); still registered while the reservation it lived under
+    /// was released (a Registrants Only or All Registrants type, §6) or changed type (a
+    /// preemption, §8 cases C and E, but for the new holder) is RESERVATIONS RELEASED. Several changes in between
+    /// collapse into what the two tables show (§14 lists what each change raises).
+    /// </summary>
+    public static IReadOnlyList<(ItNexus Nexus, SenseCode Code)> Missed(PersistedReservations before, PersistedReservations after)
+    {
+        var owed = new List<(ItNexus, SenseCode)>();
+        bool released = before.Type != PersistentReservationType.None && after.Type != before.Type
+            && (after.Type != PersistentReservationType.None || before.Type.IsRegistrantsType());
+        // The holder after a change of type made it (§8 case C): the issuer is not told.
+        ItNexus? holder = after.Type != PersistentReservationType.None && !after.Type.IsAllRegistrants()
+            && (uint)after.HolderIndex < (uint)after.Registrations.Count ? after.Registrations[after.HolderIndex].Nexus : null;
+        var seen = new HashSet<ItNexus>();
+        foreach (var r in before.Registrations)
+        {
+            if (!seen.Add(r.Nexus)) continue;
+            bool registered = false;
+            foreach (var a in after.Registrations)
+                if (a.Nexus.Equals(r.Nexus)) { registered = true; break; }
+            if (!registered)
+                owed.Add((r.Nexus, after.Registrations.Count == 0 ? SenseCode.ReservationsPreempted : SenseCode.RegistrationsPreempted));
+            else if (released && !r.Nexus.Equals(holder))
+                owed.Add((r.Nexus, SenseCode.ReservationsReleased));
+        }
+        return owed;
+    }
 }
 
 /// <summary>
@@ -39,6 +73,13 @@ public interface IClusterReservationStore : IDisposable
     /// Returns the table as it is now.
     /// </summary>
     ClusterTable Join(Func<ClusterTable, bool> apply);
+
+    /// <summary>
+    /// The table this host had loaded when it last served the volume (before a restart), kept
+    /// on this host; null when it has none. A host that starts owes its nexuses the unit
+    /// attentions of the changes made since (<see cref="TableChangeEffects.Missed"/>).
+    /// </summary>
+    ClusterTable? LastKnown();
 
     /// <summary>
     /// Writes <paramref name="next"/> if the stored table is still version

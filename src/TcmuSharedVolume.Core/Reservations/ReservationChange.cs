@@ -40,6 +40,9 @@ public enum ReservationResult
     /// <summary>HARDWARE ERROR: PREEMPT AND ABORT committed, but the preempted nexuses' commands
     /// were still running at abort_timeout (docs/reservations.md §9).</summary>
     AbortTimeout,
+    /// <summary>HARDWARE ERROR: committed to a shared table, but another host neither acknowledged
+    /// it nor could be fenced (docs/reservations.md §18); the change stays in force.</summary>
+    NotConfirmed,
 }
 
 /// <summary>
@@ -79,6 +82,10 @@ public sealed record ReservationChange(
     ReservationResult Result,
     IReadOnlyList<ItNexus> Removed)
 {
+    /// <summary>The version of the shared table the change made or was judged on (an RBD volume
+    /// served by several hosts, docs/reservations.md §18); null for a table of this host alone.</summary>
+    public ulong? TableVersion { get; init; }
+
     /// <summary>journald MESSAGE_ID= of every reservation change (a fixed 128-bit id, as
     /// systemd's catalog uses them): <c>journalctl MESSAGE_ID=…</c> finds them all.</summary>
     public const string MessageId = "6f1a3c2e9b7d4e0a8c5b1d2f3e4a5b6c";
@@ -106,7 +113,8 @@ public sealed record ReservationChange(
         ReservationResult.Good => "good",
         ReservationResult.Conflict => "conflict",
         ReservationResult.PersistFailed => "persist-failed",
-        _ => "abort-timeout",
+        ReservationResult.AbortTimeout => "abort-timeout",
+        _ => "not-confirmed",
     };
 
     /// <summary>Whether an operator should look at it: a refusal or a failure.</summary>
@@ -116,20 +124,25 @@ public sealed record ReservationChange(
         or ReservationAction.Spc2Reset or ReservationAction.Spc2NexusLoss;
 
     /// <summary>The structured fields, volume fields excepted (the sink knows its volume).</summary>
-    public IReadOnlyList<KeyValuePair<string, string>> Fields() =>
-    [
-        new("MESSAGE_ID", MessageId),
-        new("SERVICE_ACTION", ActionName(Action)),
-        new("NEXUS", Issuer?.ToString() ?? (Action == ReservationAction.AdministrativeClear ? "administrator" : "unbound path")),
-        new("KEY", Hex(Key)),
-        new("SERVICE_ACTION_KEY", Hex(ServiceActionKey)),
-        new("TYPE", IsSpc2 ? (Holder is null ? "none" : "SPC-2") : Type.DisplayName()),
-        new("HOLDER", HolderName(Type, Holder)),
-        new("PREVIOUS_HOLDER", HolderName(PreviousType, PreviousHolder)),
-        new("GENERATION", Generation.ToString(CultureInfo.InvariantCulture)),
-        new("RESULT", ResultName(Result)),
-        new("REMOVED", Removed.Count == 0 ? "none" : string.Join(", ", Removed)),
-    ];
+    public IReadOnlyList<KeyValuePair<string, string>> Fields()
+    {
+        List<KeyValuePair<string, string>> fields =
+        [
+            new("MESSAGE_ID", MessageId),
+            new("SERVICE_ACTION", ActionName(Action)),
+            new("NEXUS", Issuer?.ToString() ?? (Action == ReservationAction.AdministrativeClear ? "administrator" : "unbound path")),
+            new("KEY", Hex(Key)),
+            new("SERVICE_ACTION_KEY", Hex(ServiceActionKey)),
+            new("TYPE", IsSpc2 ? (Holder is null ? "none" : "SPC-2") : Type.DisplayName()),
+            new("HOLDER", HolderName(Type, Holder)),
+            new("PREVIOUS_HOLDER", HolderName(PreviousType, PreviousHolder)),
+            new("GENERATION", Generation.ToString(CultureInfo.InvariantCulture)),
+            new("RESULT", ResultName(Result)),
+            new("REMOVED", Removed.Count == 0 ? "none" : string.Join(", ", Removed)),
+        ];
+        if (TableVersion is { } version) fields.Add(new("TABLE_VERSION", version.ToString(CultureInfo.InvariantCulture)));
+        return fields;
+    }
 
     /// <summary>One line an operator reads in <c>journalctl</c>.</summary>
     public string Message
@@ -165,10 +178,12 @@ public sealed record ReservationChange(
                 ReservationResult.Good => IsSpc2 ? "" : $"; now {Describe(Type, Holder)}, generation {Generation}",
                 ReservationResult.Conflict => $": RESERVATION CONFLICT, nothing changed (holder {HolderName(PreviousType, PreviousHolder)})",
                 ReservationResult.PersistFailed => ": FAILED, the new state could not be saved, nothing changed",
-                _ => $": the preemption is in force (generation {Generation}), but commands of {removed} were still running " +
+                ReservationResult.AbortTimeout => $": the preemption is in force (generation {Generation}), but commands of {removed} were still running " +
                      "at abort_timeout; answered HARDWARE ERROR",
+                _ => $": in force (generation {Generation}), but another host serving the volume neither acknowledged it nor " +
+                     "could be fenced; answered HARDWARE ERROR",
             };
-            return "reservation: " + what + outcome;
+            return "reservation: " + what + outcome + (TableVersion is { } v ? $" (shared table version {v})" : "");
         }
     }
 

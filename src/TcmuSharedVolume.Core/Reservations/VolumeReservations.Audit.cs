@@ -14,9 +14,11 @@ public sealed partial class VolumeReservations
 
     /// <summary>One record for a PR OUT the engine judged: GOOD (changed or not), RESERVATION
     /// CONFLICT, or a failure after the judgement. A CHECK CONDITION for a malformed command
-    /// records nothing: nothing was decided about the table. Caller holds the lock, so records
-    /// follow commit order.</summary>
-    private void AuditPrOut(ItNexus issuer, ScsiCommand command, ReservationState before, ReservationState after, ReservationResult result)
+    /// records nothing: nothing was decided about the table. On one host the caller holds the
+    /// lock, so records follow commit order; a shared table's records name its version
+    /// (<paramref name="tableVersion"/>).</summary>
+    private void AuditPrOut(ItNexus issuer, ScsiCommand command, ReservationState before, ReservationState after, ReservationResult result,
+        ulong? tableVersion = null)
     {
         if (Audit is null) return;
         Span<byte> keys = stackalloc byte[16];
@@ -38,11 +40,12 @@ public sealed partial class VolumeReservations
             _ => ReservationAction.RegisterAndMove,
         };
         Report(new ReservationChange(action, issuer, key, serviceActionKey, after.Type, after.Holder?.Nexus,
-            before.Type, before.Holder?.Nexus, after.Generation, result, Removed(before, after, issuer)));
+            before.Type, before.Holder?.Nexus, after.Generation, result, Removed(before, after, issuer)) { TableVersion = tableVersion });
     }
 
     /// <summary>One record for a change of the SPC-2 reservation (or an administrative clear).</summary>
-    private void AuditChange(ReservationAction action, ItNexus? issuer, ReservationState before, ReservationState after)
+    private void AuditChange(ReservationAction action, ItNexus? issuer, ReservationState before, ReservationState after,
+        ulong? tableVersion = null)
     {
         if (Audit is null) return;
         bool spc2 = action != ReservationAction.AdministrativeClear;
@@ -50,7 +53,7 @@ public sealed partial class VolumeReservations
         Report(new ReservationChange(action, issuer, key, 0,
             spc2 ? PersistentReservationType.None : after.Type, spc2 ? after.Spc2Holder : after.Holder?.Nexus,
             spc2 ? PersistentReservationType.None : before.Type, spc2 ? before.Spc2Holder : before.Holder?.Nexus,
-            after.Generation, ReservationResult.Good, Removed(before, after, issuer)));
+            after.Generation, ReservationResult.Good, Removed(before, after, issuer)) { TableVersion = tableVersion });
     }
 
     /// <summary>Registrations of others that the change took out of the table.</summary>

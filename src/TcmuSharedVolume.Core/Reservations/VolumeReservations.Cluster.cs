@@ -31,14 +31,34 @@ public sealed partial class VolumeReservations
 
     private readonly IClusterReservationStore? _cluster;
     private ulong _clusterVersion; // under _prLock
+    // Changes from other hosts wait until the constructor has loaded the table it joined with.
+    private readonly ManualResetEventSlim _joined = new();
 
-    /// <summary>A table shared with other hosts through <paramref name="cluster"/>, followed from now on.</summary>
+    /// <summary>
+    /// A table shared with other hosts through <paramref name="cluster"/>, followed from now on.
+    /// The unit attentions of the changes made since this host last served the volume are
+    /// queued for its nexuses (docs/reservations.md §18, <see cref="TableChangeEffects.Missed"/>).
+    /// </summary>
     public VolumeReservations(IClusterReservationStore cluster, Func<IEnumerable<ItNexus>> nexuses, ICommandDrain drain)
         : this(NoLocalStore.Instance, nexuses, drain)
     {
         _cluster = cluster;
-        var table = cluster.Join(ApplyClusterTable);
-        lock (_prLock) LoadClusterTable(table);
+        try
+        {
+            var last = cluster.LastKnown();
+            var table = cluster.Join(ApplyClusterTable);
+            lock (_prLock)
+            {
+                // A remembered table newer than the shared one belongs to an earlier life of the
+                // object (the image was deleted and made again): nothing to compare with.
+                if (last is not null && last.Version <= table.Version) LoadClusterTable(last with { Change = TableChangeEffects.None });
+                LoadClusterTable(table);
+            }
+        }
+        finally
+        {
+            _joined.Set();
+        }
     }
 
     /// <summary>Whether the table is shared with other hosts (no SPC-2 RESERVE/RELEASE then).</summary>
@@ -51,17 +71,17 @@ public sealed partial class VolumeReservations
     }
 
     /// <summary>
-    /// A change another host committed (or the table read again after a rejoin, with no change):
-    /// loads it unless this host already has it or a newer one, raises its unit attentions
-    /// (docs/reservations.md §18, step 3: each host for its own nexuses; a nexus exists on one host only,
-    /// so queueing them all is the same), then drains the preempted nexuses' commands that
-    /// passed the gate here. True when done; false leaves the change unacknowledged, so the
-    /// issuer fences this host.
+    /// A change another host committed, or the table read again after this host rejoined:
+    /// loads it unless this host already has it or a newer one, raising the unit attentions it
+    /// owes (docs/reservations.md §18, step 3: each host for its own nexuses; a nexus exists on
+    /// one host only, so queueing them all is the same), then drains the preempted nexuses'
+    /// commands that passed the gate here. True when done; false leaves the change
+    /// unacknowledged, so the issuer fences this host.
     /// </summary>
     private bool ApplyClusterTable(ClusterTable table)
     {
+        _joined.Wait();
         lock (_prLock) LoadClusterTable(table);
-        QueueUnitAttentions(table.Change.UnitAttentions);
         if (table.Change.Preempted.Count == 0 || _drain.DrainCommands(table.Change.Preempted, AbortDrainTimeout))
             return true;
         Log.Error($"reservations: shared table version {table.Version}: commands of {string.Join(", ", table.Change.Preempted)} " +
@@ -69,76 +89,105 @@ public sealed partial class VolumeReservations
         return false;
     }
 
-    /// <summary>Caller holds _prLock. Older or equal versions are ignored: notifications may trail a re-read.</summary>
+    /// <summary>
+    /// Caller holds _prLock. Older or equal versions are ignored: notifications may trail a
+    /// re-read. The next version raises its own change's unit attentions; a later one (this host
+    /// missed changes: it was fenced, or stopped) those that the difference between the two
+    /// tables shows (<see cref="TableChangeEffects.Missed"/>).
+    /// </summary>
     private void LoadClusterTable(ClusterTable table)
     {
         if (table.Version <= _clusterVersion) return;
         var p = table.Reservations;
+        var owed = table.Version == _clusterVersion + 1
+            ? table.Change.UnitAttentions
+            : TableChangeEffects.Missed(ToPersisted(_state), p);
+        if (owed.Count > 0 && table.Version != _clusterVersion + 1)
+            Log.Info($"reservations: shared table went from version {_clusterVersion} to {table.Version} while this host was away; " +
+                $"{owed.Count} unit attention(s) owed: {string.Join(", ", owed.Select(o => $"{o.Code} for {o.Nexus}"))}");
         _clusterVersion = table.Version;
         Volatile.Write(ref _state, new ReservationState([.. p.Registrations], p.Type, p.HolderIndex, table.Generation, p.Aptpl,
             _state.Spc2Holder, Bound()));
+        QueueUnitAttentions(owed);
     }
 
     private delegate Outcome Decision(ReservationState s, StateBuilder b, Effects e);
 
+    /// <summary>
+    /// What <see cref="CommitToCluster"/> decided and did: the table decided on and the one in
+    /// force after, the change committed (null: nothing was written), and what the audit trail
+    /// records (null: a malformed command, nothing to record) with the table version it names.
+    /// </summary>
+    private readonly record struct ClusterCommit(Outcome Outcome, Effects Effects, ReservationState Before, ReservationState After,
+        ClusterTable? Committed, ReservationResult? Result, ulong Version);
+
+    /// <summary>
+    /// A PR OUT on a shared table. Audited as on one host (docs/operations.md §12), by the host
+    /// that received it, once the change is settled: its result is known only then. Records of
+    /// changes settled at once may therefore be written in either order; GENERATION and
+    /// TABLE_VERSION order them.
+    /// </summary>
     private void ClusterPersistentReserveOut(ItNexus issuer, ScsiCommand command)
     {
-        var outcome = CommitToCluster((s, b, e) => PersistentReserveOut(s, b, e, issuer, command), out var effects, out var committed);
-        if (committed is not null)
-        {
-            var failure = SettleClusterChange(effects, committed, $"PR OUT from {issuer}");
-            if (failure is { } sense)
-            {
-                command.CheckCondition(sense);
-                return;
-            }
-        }
-        outcome.Apply(command);
+        var c = CommitToCluster((s, b, e) => PersistentReserveOut(s, b, e, issuer, command));
+        var result = c.Result;
+        SenseCode? failure = c.Committed is null ? null : SettleClusterChange(c.Effects, c.Committed, $"PR OUT from {issuer}", out result);
+        if (result is { } recorded) AuditPrOut(issuer, command, c.Before, c.After, recorded, c.Version);
+        if (failure is { } sense) command.CheckCondition(sense);
+        else c.Outcome.Apply(command);
     }
 
     /// <summary>tsvctl pr clear on a shared table: as <see cref="AdministrativeClear"/>, for every host.</summary>
     private void ClusterAdministrativeClear()
     {
-        int dropped = 0;
-        var outcome = CommitToCluster((s, b, e) =>
+        var c = CommitToCluster((s, b, e) =>
         {
             foreach (var r in s.Registrations) e.UnitAttentions.Add((r.Nexus, SenseCode.ReservationsPreempted));
-            dropped = s.Registrations.Length;
             b.Registrations.Clear();
             b.Release();
             b.Generation++;
             e.Changed = true;
             return Outcome.Good;
-        }, out var effects, out var committed);
-        if (outcome.Verdict != Verdict.Good)
-            throw new IOException($"the shared reservation table could not be cleared ({outcome.Sense}); nothing changed");
-        if (committed is not null && SettleClusterChange(effects, committed, "administrative clear") is not null)
-            throw new IOException($"the shared reservation table was cleared (version {committed.Version}), but not every host confirmed it");
-        Log.Notice($"reservations: administrative clear dropped {dropped} registrations of the shared table");
+        });
+        if (c.Committed is null)
+            throw new IOException($"the shared reservation table could not be cleared ({c.Outcome.Sense}); nothing changed");
+        var failure = SettleClusterChange(c.Effects, c.Committed, "administrative clear", out _);
+        AuditChange(ReservationAction.AdministrativeClear, null, c.Before, c.After, c.Committed.Version);
+        if (failure is not null)
+            throw new IOException($"the shared reservation table was cleared (version {c.Committed.Version}), but not every host confirmed it");
+        Log.Notice($"reservations: administrative clear dropped {c.Before.Registrations.Length} registrations of the shared table (version {c.Committed.Version})");
     }
 
     /// <summary>
     /// docs/reservations.md §18 step 1: decide on the cached table, commit with a guarded write; a lost race
     /// loads the newer table and decides again, where the command may now conflict or do
     /// something else. On success the table is already in force here (the gate refuses what it
-    /// took away) and its unit attentions are queued; <paramref name="committed"/> is then set.
+    /// took away) and its unit attentions are queued.
     /// </summary>
-    private Outcome CommitToCluster(Decision decide, out Effects effects, out ClusterTable? committed)
+    private ClusterCommit CommitToCluster(Decision decide)
     {
-        committed = null;
         lock (_prLock)
         {
             for (int attempt = 1; ; attempt++)
             {
                 var s = _state;
                 var b = new StateBuilder(s);
-                effects = new Effects();
+                var effects = new Effects();
                 var outcome = decide(s, b, effects);
-                if (outcome.Verdict != Verdict.Good || !effects.Changed) return outcome;
+                if (outcome.Verdict != Verdict.Good || !effects.Changed)
+                {
+                    ReservationResult? judged = outcome.Verdict switch
+                    {
+                        Verdict.Good => ReservationResult.Good,
+                        Verdict.Conflict => ReservationResult.Conflict,
+                        _ => null,
+                    };
+                    return new ClusterCommit(outcome, effects, s, s, null, judged, _clusterVersion);
+                }
                 if (attempt > MaxCommitAttempts)
                 {
                     Log.Error($"reservations: shared table changed by other hosts {MaxCommitAttempts} times in a row while deciding; giving up");
-                    return Outcome.Check(PersistFailureSense);
+                    return new ClusterCommit(Outcome.Check(PersistFailureSense), effects, s, s, null, ReservationResult.PersistFailed, _clusterVersion);
                 }
                 var next = b.Build(Bound());
                 var table = new ClusterTable(_clusterVersion + 1, next.Generation, ToPersisted(next),
@@ -154,18 +203,17 @@ public sealed partial class VolumeReservations
                 catch (ClusterTableUnavailableException e)
                 {
                     Log.Warning($"reservations: shared table unavailable, table unchanged: {e.Message}");
-                    return Outcome.Check(ClusterUnavailableSense);
+                    return new ClusterCommit(Outcome.Check(ClusterUnavailableSense), effects, s, s, null, ReservationResult.PersistFailed, _clusterVersion);
                 }
                 catch (Exception e)
                 {
                     Log.Error($"reservations: committing the shared table failed, table unchanged: {e.Message}");
-                    return Outcome.Check(PersistFailureSense);
+                    return new ClusterCommit(Outcome.Check(PersistFailureSense), effects, s, s, null, ReservationResult.PersistFailed, _clusterVersion);
                 }
                 _clusterVersion = table.Version;
                 Volatile.Write(ref _state, next);
                 QueueUnitAttentions(effects.UnitAttentions);
-                committed = table;
-                return outcome;
+                return new ClusterCommit(outcome, effects, s, next, table, ReservationResult.Good, table.Version);
             }
         }
     }
@@ -177,8 +225,9 @@ public sealed partial class VolumeReservations
     /// change waits, those that only add access too: the conservative choice (docs/reservations.md
     /// §18). Returns the sense to fail with, or null for GOOD.
     /// </summary>
-    private SenseCode? SettleClusterChange(Effects effects, ClusterTable committed, string what)
+    private SenseCode? SettleClusterChange(Effects effects, ClusterTable committed, string what, out ReservationResult? result)
     {
+        result = ReservationResult.Good;
         bool drained = effects.Preempted.Count == 0 || _drain.DrainCommands(effects.Preempted, AbortDrainTimeout);
         bool everyone;
         try { everyone = _cluster!.Announce(committed); }
@@ -191,12 +240,14 @@ public sealed partial class VolumeReservations
         {
             Log.Error($"reservations: {what}: commands of {string.Join(", ", effects.Preempted)} still running after " +
                 $"{AbortDrainTimeout.TotalSeconds:0.#} s; failed with HARDWARE ERROR, the preemption stays in force");
+            result = ReservationResult.AbortTimeout;
             return AbortDrainTimeoutSense;
         }
         if (!everyone)
         {
             Log.Error($"reservations: {what}: shared table version {committed.Version} is committed, but a host neither " +
                 "acknowledged it nor could be fenced; failed with HARDWARE ERROR, the change stays in force");
+            result = ReservationResult.NotConfirmed;
             return ClusterFenceFailureSense;
         }
         return null;

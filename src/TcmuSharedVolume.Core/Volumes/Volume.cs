@@ -45,6 +45,9 @@ public sealed class Volume : ICommandDrain, IDisposable
 
     private readonly IClusterReservationStore? _clusterStore;
 
+    /// <summary>The table shared with other hosts (an RBD volume), or null for a table of this host alone.</summary>
+    public IClusterReservationStore? SharedTable => _clusterStore;
+
     /// <summary>Canonical path of the sparse file or block device; the key that groups backstores.</summary>
     public string BackingPath { get; }
 

@@ -24,7 +24,28 @@ public sealed record VolumeStatus(
     long SizeBytes,
     int BlockSize,
     IReadOnlyList<PathStatus> Paths,
-    ReservationStatus Reservations);
+    ReservationStatus Reservations)
+{
+    /// <summary>An RBD volume's table shared with other hosts; null for a table of this host alone.</summary>
+    public SharedTableStatus? Shared { get; init; }
+}
+
+/// <summary>
+/// The reservation table several hosts share (docs/reservations.md §18): its version (every
+/// committed change adds one), its RADOS object, and the hosts recorded in it.
+/// <see cref="HostsError"/> says why the hosts could not be read (this host fenced, rejoining).
+/// </summary>
+public sealed record SharedTableStatus(ulong Version, string TableObject, IReadOnlyList<TableHostStatus> Hosts)
+{
+    public string? HostsError { get; init; }
+}
+
+/// <summary>
+/// A host recorded in the table's object. State: "serving" (watches the table and answered),
+/// "not answering" (watches it but did not answer within a second), "gone" (a stale record of a
+/// client that stopped or was fenced; removed when a host next joins).
+/// </summary>
+public sealed record TableHostStatus(ulong Client, int? HostId, string? HostName, string? Since, string Address, string State, bool ThisHost);
 
 /// <summary>One backstore of a volume; Initiator is null when its nexus could not be bound.</summary>
 public sealed record PathStatus(string Backstore, string? Initiator, string? TargetPort, string? UnboundReason)

@@ -81,9 +81,11 @@ public sealed unsafe class TcmuService : IDisposable
         "Or a Ceph RBD image: sharedvol/rbd/<pool>/<image>[;ceph_conf=<path>][;ceph_id=<id>][;serial=...]\n" +
         "  ceph_conf  the cluster's ceph.conf, absolute (default: librados' search, /etc/ceph/ceph.conf).\n" +
         "  ceph_id    the Ceph client without 'client.' (default admin); its key from the keyring\n" +
-        "             ceph.conf names. The image must exist (rbd create).\n" +
-        "Easier: tsvctl volume create lvm:VG/NAME --size 100G --thin POOL, then\n" +
-        "tsvctl export iscsi --volume lvm:VG/NAME --target IQN --initiator IQN ...";
+        "             ceph.conf names. The image must exist (rbd create, layering only).\n" +
+        "  Several hosts may serve one image with the same string, each with its own host_id: one\n" +
+        "  reservation table for all, in the RADOS object tsv.pr.<image>; no SPC-2 RESERVE/RELEASE.\n" +
+        "Easier: tsvctl volume create lvm:VG/NAME --size 100G --thin POOL (or rbd:POOL/IMAGE --conf PATH),\n" +
+        "then tsvctl export iscsi --volume lvm:VG/NAME --target IQN --initiator IQN ...";
 
     private const string ChangeMediumMessage =
         "ChangeMedium is not supported by sharedvol: a shared volume's medium is fixed; " +

@@ -61,11 +61,12 @@ internal sealed class DaemonRig : IDisposable
     public const string NodeA = "iqn.1994-05.com.redhat:node-a";
     public const string NodeB = "iqn.1994-05.com.redhat:node-b";
 
-    public DaemonRig()
+    /// <param name="hostId">host_id of the daemon's configuration (one of several hosts serving an RBD volume).</param>
+    public DaemonRig(int hostId = 0)
     {
         Directory = System.IO.Directory.CreateTempSubdirectory("tsv-daemon-").FullName;
         StateDirectory = Path.Combine(Directory, "state");
-        Configfs = new TargetConfigfs(Lio.Root, Lio.ModuleParameters);
+        Configfs = new TargetConfigfs(Lio.Root, Lio.ModuleParameters) { HostNumber = hostId };
         Loop = new RingEventLoop(workerCount: 2);
         Devices = new DeviceManager(Configfs, Loop, StateDirectory, Opener);
     }
@@ -82,9 +83,12 @@ internal sealed class DaemonRig : IDisposable
 
     /// <summary>A user backstore in configfs whose cfgstring serves <paramref name="image"/>, and the
     /// device discovery would report for it.</summary>
-    public DiscoveredDevice Backstore(int hba, string name, string image, string options = ";size=16M")
+    public DiscoveredDevice Backstore(int hba, string name, string image, string options = ";size=16M") =>
+        BackstoreWithConfig(hba, name, $"sharedvol/{Image(image)}{options}");
+
+    /// <summary>A user backstore in configfs with this cfgstring (an RBD image, say), and its device.</summary>
+    public DiscoveredDevice BackstoreWithConfig(int hba, string name, string config)
     {
-        string config = $"sharedvol/{Image(image)}{options}";
         Lio.Backstore(hba, name, config);
         return new DiscoveredDevice(hba, hba, hba, name, config, 1 << 20);
     }

@@ -20,12 +20,29 @@ public sealed class CephCluster : IDisposable
     {
         var root = RepositoryRoot();
         var script = Path.Combine(root, "scripts", "ceph", "start.sh");
-        var (code, stdout, stderr) = Exec(script, [], TimeSpan.FromMinutes(15), ("IMAGE", FixtureImage));
+        int code;
+        string stdout, stderr;
+        // Test assemblies run at once (Core, Linux, tsvctl), each with this fixture: one starts
+        // the cluster, the others wait and find it up.
+        using (StartLock())
+            (code, stdout, stderr) = Exec(script, [], TimeSpan.FromMinutes(15), ("IMAGE", FixtureImage));
         var lines = stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
         if (code != 0 || lines.Length == 0 || !File.Exists(lines[^1]))
             throw new InvalidOperationException(
                 $"the RBD tests need Ceph, and {script} could not start it (exit {code}).\nstdout:\n{stdout}\nstderr:\n{stderr}");
         ConfPath = lines[^1];
+    }
+
+    /// <summary>An exclusive lock across processes (flock: .NET takes one for FileShare.None), held while start.sh runs.</summary>
+    private static FileStream StartLock()
+    {
+        var path = Path.Combine(Path.GetTempPath(), "tsv-ceph-start.lock");
+        var deadline = DateTime.UtcNow.AddMinutes(15);
+        while (true)
+        {
+            try { return new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None); }
+            catch (IOException) when (DateTime.UtcNow < deadline) { Thread.Sleep(200); }
+        }
     }
 
     /// <summary>ceph.conf of the test cluster (cephx on; client.admin's keyring is named in it).</summary>

@@ -14,6 +14,7 @@ namespace TcmuSharedVolume.Tests.Backends.Rbd;
 /// reservation table in RADOS (docs/reservations.md §16). Everything against the real Ceph.
 /// </summary>
 [Collection(CephCollection.Name)]
+[System.Runtime.Versioning.SupportedOSPlatform("linux")]
 public sealed class ClusterReservationTests : IDisposable
 {
     private const int Bs = 512;
@@ -36,14 +37,23 @@ public sealed class ClusterReservationTests : IDisposable
     /// <summary>A target host: its own client of the cluster, its own Volume, one path (initiator node&lt;n&gt; through its port n).</summary>
     private sealed class Host : IDisposable
     {
-        public Host(CephCluster ceph, string image, int n, TimeSpan notifyTimeout, Func<IBackingStore, IBackingStore>? wrap = null)
+        /// <param name="lastKnown">Where the host keeps the last table it loaded (its state directory); null: nowhere.</param>
+        public Host(CephCluster ceph, string image, int n, TimeSpan notifyTimeout, Func<IBackingStore, IBackingStore>? wrap = null,
+            string? lastKnown = null, IReservationAuditSink? audit = null)
         {
             var location = RbdLocation.Create(CephCluster.Pool, image, ceph.ConfPath);
             Store = RbdStore.Open(location);
-            Table = new RbdReservationStore(Store) { NotifyTimeout = notifyTimeout, BlocklistExpireSeconds = 600 };
+            Table = new RbdReservationStore(Store)
+            {
+                NotifyTimeout = notifyTimeout, BlocklistExpireSeconds = 600, HostId = n, HostName = "gw" + n, LastKnownPath = lastKnown,
+            };
             Volume = new Volume(location.Path, wrap?.Invoke(Store) ?? Store, Bs, VolumeIdentity.FromBackingPath(location.Path), Table);
-            Path = Volume.AddPath("h" + n, Nexus("iqn.2024-01.test:node" + n, (ushort)n));
+            Volume.Reservations.Audit = audit;
+            Path = AddPath(n);
         }
+
+        /// <summary>Another path of this host: initiator node&lt;node&gt; through port &lt;node&gt;.</summary>
+        public VolumePath AddPath(int node) => Volume.AddPath("h" + node, Nexus("iqn.2024-01.test:node" + node, (ushort)node));
 
         public RbdStore Store { get; }
         public RbdReservationStore Table { get; }
@@ -51,12 +61,12 @@ public sealed class ClusterReservationTests : IDisposable
         public VolumePath Path { get; }
         public ulong Version => Volume.Reservations.ClusterVersion;
 
-        public Result ProutPath(byte action, byte type, ulong rk, ulong sark) =>
-            Out(Path, PrOutCdb(action, type, 24), BasicList(rk, sark), segments: 2);
+        public Result ProutPath(byte action, byte type, ulong rk, ulong sark, VolumePath? path = null) =>
+            Out(path ?? Path, PrOutCdb(action, type, 24), BasicList(rk, sark), segments: 2);
 
-        public Result Register(ulong key) => ProutPath(0x06, 0, 0, key); // REGISTER AND IGNORE EXISTING KEY
-        public Result Reserve(ulong key) => ProutPath(0x01, WriteExclusive, key, 0);
-        public Result Release(ulong key) => ProutPath(0x02, WriteExclusive, key, 0);
+        public Result Register(ulong key, VolumePath? path = null) => ProutPath(0x06, 0, 0, key, path); // REGISTER AND IGNORE EXISTING KEY
+        public Result Reserve(ulong key, byte type = WriteExclusive) => ProutPath(0x01, type, key, 0);
+        public Result Release(ulong key, byte type = WriteExclusive) => ProutPath(0x02, type, key, 0);
         public Result PreemptAndAbort(ulong key, ulong victim) => ProutPath(0x05, WriteExclusive, key, victim);
 
         public (uint Generation, ulong[] Keys) ReadKeys()
@@ -74,11 +84,22 @@ public sealed class ClusterReservationTests : IDisposable
         public void Dispose() => Volume.Dispose();
     }
 
-    private Host StartHost(int n, double notifyTimeoutSeconds = 5, Func<IBackingStore, IBackingStore>? wrap = null)
+    private Host StartHost(int n, double notifyTimeoutSeconds = 5, Func<IBackingStore, IBackingStore>? wrap = null,
+        string? lastKnown = null, IReservationAuditSink? audit = null)
     {
-        var h = new Host(_ceph, _image, n, TimeSpan.FromSeconds(notifyTimeoutSeconds), wrap);
+        var h = new Host(_ceph, _image, n, TimeSpan.FromSeconds(notifyTimeoutSeconds), wrap, lastKnown, audit);
         _hosts.Add(h);
         return h;
+    }
+
+    /// <summary>The path's next READ until the host serves again (NOT READY while it rejoins); what it answered then.</summary>
+    private static Result FirstAnswerOnceServing(VolumePath path)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        Result r;
+        while ((r = In(path, Cdb.Read10(0, 1), Bs)).Code == SenseCode.LogicalUnitNotReadyCauseNotReportable && DateTime.UtcNow < deadline)
+            Thread.Sleep(20);
+        return r;
     }
 
     private static byte[] Pattern(int length, int seed)
@@ -319,6 +340,133 @@ public sealed class ClusterReservationTests : IDisposable
         _hosts.Remove(h2);
         h1.Volume.PortGroups.Refresh();
         Assert.Equal(new ushort[] { 1 }, ReportTargetPortGroups(h1).Select(g => g.Group));
+    }
+
+    private sealed class RecordingSink : IReservationAuditSink
+    {
+        public List<ReservationChange> Records { get; } = [];
+        public void Record(ReservationChange change)
+        {
+            lock (Records) Records.Add(change);
+        }
+    }
+
+    [Fact]
+    public void EachChangeIsAuditedOnceOnTheHostThatMadeIt()
+    {
+        var audit1 = new RecordingSink();
+        var audit2 = new RecordingSink();
+        var h1 = StartHost(1, audit: audit1);
+        var h2 = StartHost(2, audit: audit2);
+        h1.Register(1).AssertGood();
+        h2.Register(2).AssertGood();
+        h2.Reserve(2).AssertGood();
+        h1.Reserve(1).AssertStatus(ScsiStatus.ReservationConflict);
+        h1.PreemptAndAbort(1, 2).AssertGood();
+
+        Assert.Equal([(ReservationAction.RegisterAndIgnoreExistingKey, ReservationResult.Good, 1UL),
+                (ReservationAction.Reserve, ReservationResult.Conflict, 3UL), (ReservationAction.PreemptAndAbort, ReservationResult.Good, 4UL)],
+            audit1.Records.Select(r => (r.Action, r.Result, r.TableVersion ?? 0)));
+        Assert.Equal([(ReservationAction.RegisterAndIgnoreExistingKey, ReservationResult.Good, 2UL), (ReservationAction.Reserve, ReservationResult.Good, 3UL)],
+            audit2.Records.Select(r => (r.Action, r.Result, r.TableVersion ?? 0)));
+        var fence = audit1.Records[^1];
+        Assert.Equal(h2.Path.Nexus, Assert.Single(fence.Removed));
+        Assert.Equal((h2.Path.Nexus, h1.Path.Nexus, 3u), (fence.PreviousHolder, fence.Holder, fence.Generation));
+    }
+
+    [Fact]
+    public void AFencedHostRaisesTheUnitAttentionsOfTheChangesItMissedWhenItRejoins()
+    {
+        const byte RegistrantsOnly = (byte)PersistentReservationType.WriteExclusiveRegistrantsOnly;
+        var h1 = StartHost(1, notifyTimeoutSeconds: 1.5);
+        var h2 = StartHost(2, notifyTimeoutSeconds: 1.5);
+        var node3 = h2.AddPath(3);
+        h1.Register(1).AssertGood();
+        h2.Register(2).AssertGood();
+        h2.Register(3, node3).AssertGood();
+        h1.Reserve(1, RegistrantsOnly).AssertGood();
+
+        // Host 2 misses two changes: it never applies the first (it hangs, then fails, so it is
+        // fenced) and is gone from the watchers for the second. It rejoins after both.
+        using var hung = new ManualResetEventSlim();
+        h2.Table.BeforeApply = () =>
+        {
+            hung.Wait();
+            throw new InvalidOperationException("test: this host loses the change");
+        };
+        h1.ProutPath(0x04, RegistrantsOnly, 1, 2).AssertGood(); // PREEMPT node2
+        Assert.Equal(1, h1.Table.FencedHosts);
+        h1.Release(1, RegistrantsOnly).AssertGood();
+        h2.Table.BeforeApply = null;
+        hung.Set();
+
+        // node2 lost its registration, node3 its reservation: each is told on its next command.
+        FirstAnswerOnceServing(h2.Path).AssertCheck(SenseCode.RegistrationsPreempted);
+        In(node3, Cdb.Read10(0, 1), Bs).AssertCheck(SenseCode.ReservationsReleased); // queued before the image serves again
+        FirstAnswerOnceServing(node3).AssertGood();
+        Assert.Equal(1, h2.Table.Rejoins);
+        Assert.Equal(h1.Version, h2.Version);
+        Assert.Equal([1UL, 3UL], h2.ReadKeys().Keys);
+    }
+
+    [Fact]
+    public void AHostThatStartsAgainRaisesTheUnitAttentionsOfTheChangesMadeWhileItWasStopped()
+    {
+        var stateDirectory = Directory.CreateTempSubdirectory("tsv-state-");
+        try
+        {
+            string lastKnown = System.IO.Path.Combine(stateDirectory.FullName, "volume.shared");
+            var h1 = StartHost(1);
+            var h2 = new Host(_ceph, _image, 2, TimeSpan.FromSeconds(5), lastKnown: lastKnown);
+            h1.Register(1).AssertGood();
+            h2.Register(2).AssertGood();
+            h1.Reserve(1).AssertGood();
+            h2.Dispose();
+            Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(lastKnown)); // it names initiators and keys
+
+            h1.ProutPath(0x04, WriteExclusive, 1, 2).AssertGood(); // PREEMPT node2 while host 2 is stopped
+            h1.Register(11).AssertGood();
+
+            var again = StartHost(2, lastKnown: lastKnown);
+            Run(again.Path, new byte[6]).AssertCheck(SenseCode.RegistrationsPreempted);
+            Run(again.Path, new byte[6]).AssertGood();
+            Assert.Equal([11UL], again.ReadKeys().Keys);
+
+            // Started with nothing kept, a host cannot know what it missed and raises nothing.
+            var fresh = StartHost(4);
+            Run(fresh.Path, new byte[6]).AssertGood();
+        }
+        finally
+        {
+            stateDirectory.Delete(recursive: true);
+        }
+    }
+
+    [Fact]
+    public void EveryHostIsListedWithItsIdAndStaleRecordsExpireWhenAHostJoins()
+    {
+        var h1 = StartHost(1);
+        var h2 = StartHost(2);
+        var hosts = h1.Table.Hosts();
+        Assert.Equal([(1, "gw1", RbdHostState.Serving, true), (2, "gw2", RbdHostState.Serving, false)],
+            hosts.Select(h => (h.Record.HostId ?? 0, h.Record.HostName, h.State, h.IsThisHost)).OrderBy(h => h.Item1));
+        Assert.All(hosts, h => Assert.Contains("127.0.0.1:", h.Record.Address));
+
+        // A host stopped cleanly takes its record with it.
+        h2.Dispose();
+        _hosts.Remove(h2);
+        Assert.Equal([1], h1.Table.Hosts().Select(h => h.Record.HostId ?? 0));
+
+        // A host that crashed leaves its record; it is listed as gone, and the next host to join removes it.
+        string oid = RbdReservationStore.ObjectName(_image);
+        _ceph.Rados("-p", CephCluster.Pool, "setxattr", oid, "tsv.host.999999", "host_id=3 hostname=gw3 since=2026-12-01T10:00:00Z addr=[v2:127.0.0.1:0/1]");
+        var gone = Assert.Single(h1.Table.Hosts(), h => h.Record.ClientId == 999999);
+        Assert.Equal((3, "gw3", RbdHostState.Gone), (gone.Record.HostId, gone.Record.HostName, gone.State));
+        StartHost(3);
+        var deadline = DateTime.UtcNow.AddSeconds(20);
+        while (h1.Table.Hosts().Any(h => h.Record.ClientId == 999999) && DateTime.UtcNow < deadline) Thread.Sleep(50);
+        Assert.Equal([1, 3], h1.Table.Hosts().Select(h => h.Record.HostId ?? 0).Order());
+        Assert.All(h1.Table.Hosts(), h => Assert.Equal(RbdHostState.Serving, h.State));
     }
 
     [Fact]
