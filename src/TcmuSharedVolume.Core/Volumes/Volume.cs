@@ -16,20 +16,20 @@ public sealed class Volume : ICommandDrain, IDisposable
 
     public Volume(string backingPath, IBackingStore store, int blockSize, VolumeIdentity identity,
         IReservationStore reservationStore)
-        : this(backingPath, store, blockSize, identity) =>
+        : this(backingPath, store, blockSize, identity, exchange: null) =>
         Reservations = new VolumeReservations(reservationStore, BoundNexuses, this);
 
     /// <summary>A volume that other target hosts serve too: one reservation table shared through
     /// <paramref name="clusterStore"/> (docs/reservations.md §18), which the volume closes.</summary>
     public Volume(string backingPath, IBackingStore store, int blockSize, VolumeIdentity identity,
         IClusterReservationStore clusterStore)
-        : this(backingPath, store, blockSize, identity)
+        : this(backingPath, store, blockSize, identity, clusterStore as IPortGroupExchange)
     {
         _clusterStore = clusterStore;
         Reservations = new VolumeReservations(clusterStore, BoundNexuses, this);
     }
 
-    private Volume(string backingPath, IBackingStore store, int blockSize, VolumeIdentity identity)
+    private Volume(string backingPath, IBackingStore store, int blockSize, VolumeIdentity identity, IPortGroupExchange? exchange)
     {
         if (blockSize is not (512 or 1024 or 2048 or 4096))
             throw new ArgumentOutOfRangeException(nameof(blockSize), blockSize, "block size must be 512, 1024, 2048 or 4096");
@@ -38,6 +38,7 @@ public sealed class Volume : ICommandDrain, IDisposable
         BlockSize = blockSize;
         Identity = identity;
         Reservations = null!; // set by the public constructors
+        PortGroups = new PortGroupDirectory(() => Paths, exchange);
     }
 
     private IEnumerable<ItNexus> BoundNexuses() => Paths.Select(p => p.Nexus).OfType<ItNexus>();
@@ -60,6 +61,9 @@ public sealed class Volume : ICommandDrain, IDisposable
     public VolumeIdentity Identity { get; }
 
     public VolumeReservations Reservations { get; }
+
+    /// <summary>ALUA: this host's target port group and the other hosts' (REPORT TARGET PORT GROUPS).</summary>
+    public PortGroupDirectory PortGroups { get; }
 
     /// <summary>Serialises COMPARE AND WRITE against every other write of the volume, on every path.
     /// COMPARE AND WRITE takes it through <see cref="EnterCompareAndWrite"/>, which also waits for
@@ -206,7 +210,7 @@ public sealed class Volume : ICommandDrain, IDisposable
         var path = new VolumePath(this, name, nexus, unboundReason);
         lock (_pathsLock)
             _paths = [.. _paths, path];
-        Reservations.PathsChanged();
+        PathsChanged();
         return path;
     }
 
@@ -214,7 +218,14 @@ public sealed class Volume : ICommandDrain, IDisposable
     {
         lock (_pathsLock)
             _paths = _paths.Where(p => p != path).ToArray();
+        PathsChanged();
+    }
+
+    /// <summary>A path joined, left, or was bound or unbound: the nexuses and target ports changed.</summary>
+    internal void PathsChanged()
+    {
         Reservations.PathsChanged();
+        PortGroups.PathsChanged();
     }
 
     /// <summary>
@@ -246,6 +257,7 @@ public sealed class Volume : ICommandDrain, IDisposable
 
     public void Dispose()
     {
+        PortGroups.Dispose(); // withdraws this host's ports while the cluster store still works
         _clusterStore?.Dispose();
         Store.Dispose();
         WriteOrdering.Dispose();

@@ -339,6 +339,44 @@ public sealed class ClusterReservationTests : IDisposable
         Assert.Equal(1, h1.Table.FencedHosts);
     }
 
+    /// <summary>(group, ports) of REPORT TARGET PORT GROUPS through a host, length-only format.</summary>
+    private static (ushort Group, ushort[] Ports)[] ReportTargetPortGroups(Host h)
+    {
+        var r = In(h.Path, [OperationCode.MaintenanceIn, OperationCode.ServiceActionReportTargetPortGroups, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0], 1024);
+        r.AssertGood();
+        var d = r.DataIn;
+        var groups = new List<(ushort, ushort[])>();
+        for (int at = 4; at < d.Length; at += 8 + 4 * d[at + 7])
+            groups.Add((BinaryPrimitives.ReadUInt16BigEndian(d.AsSpan(at + 2)),
+                Enumerable.Range(0, d[at + 7]).Select(i => BinaryPrimitives.ReadUInt16BigEndian(d.AsSpan(at + 10 + 4 * i))).ToArray()));
+        return [.. groups];
+    }
+
+    [Fact]
+    public void EveryHostListsEveryHostsTargetPortGroupThroughTheTableObject()
+    {
+        var h1 = StartHost(1);
+        var h2 = StartHost(2);
+        h1.Volume.PortGroups.Configure(hostId: 1, optimizedHost: null);
+        h2.Volume.PortGroups.Configure(hostId: 2, optimizedHost: null);
+        foreach (var h in new[] { h1, h2, h1 }) h.Volume.PortGroups.Refresh();
+        foreach (var h in new[] { h1, h2 })
+        {
+            var groups = ReportTargetPortGroups(h);
+            Assert.Equal(new ushort[] { 1, 2 }, groups.Select(g => g.Group));
+            Assert.Equal(new ushort[] { 1 }, groups[0].Ports);
+            Assert.Equal(new ushort[] { 2 }, groups[1].Ports);
+        }
+        // What another tool sees: one xattr per host on the table's object.
+        Assert.Equal("2", _ceph.Rados("-p", CephCluster.Pool, "getxattr", RbdReservationStore.ObjectName(_image), "tsv.ports.2").Trim());
+
+        // A host that stops serving withdraws its group.
+        h2.Dispose();
+        _hosts.Remove(h2);
+        h1.Volume.PortGroups.Refresh();
+        Assert.Equal(new ushort[] { 1 }, ReportTargetPortGroups(h1).Select(g => g.Group));
+    }
+
     private sealed class RecordingSink : IReservationAuditSink
     {
         public List<ReservationChange> Records { get; } = [];
