@@ -528,6 +528,7 @@ public sealed unsafe class RbdReservationStore : IClusterReservationStore, IPort
                 _rememberFailed = true;
             }
         }
+    }
 
     // ------------------------------------------------------------------ ALUA: each host's ports
 

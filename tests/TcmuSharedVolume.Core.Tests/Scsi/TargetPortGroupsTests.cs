@@ -280,6 +280,7 @@ public sealed class TargetPortGroupsTests : IDisposable
         public ClusterTable Join(Func<ClusterTable, bool> apply) => ClusterTable.Initial;
         public bool TryCommit(ClusterTable next, out ClusterTable current) => throw new NotSupportedException();
         public bool Announce(ClusterTable committed) => throw new NotSupportedException();
+        public ClusterTable? LastKnown() => null;
         public void PublishPorts(ushort group, IReadOnlyList<ushort> ports) => records.PublishPorts(group, ports);
         public IReadOnlyList<PortGroupRecord> ReadPortGroups() => records.ReadPortGroups();
         public void Dispose() { }
