@@ -53,6 +53,12 @@ if ! command -v ceph-mon >/dev/null || ! command -v ceph-osd >/dev/null || ! com
     fail "apt-get install ${packages[*]} failed"
 fi
 
+# Test assemblies run in parallel and each starts the cluster it needs: one start at a time, so
+# that the second finds the first's cluster up instead of taking it for a stale one.
+mkdir -p "$(dirname "$dir")"
+exec 9>"$dir.lock"
+flock 9
+
 conf=$dir/ceph.conf
 export CEPH_CONF=$conf
 alive() { # alive NAME: the daemon's pid file names a running process of that program
@@ -127,7 +133,8 @@ args=("$conf" "$dir" "$fsid" "[v2:$addr:$mon_port,v1:$addr:$mon_port_v1]" "$pool
 [[ -z $image ]] || args+=(--image "$image" --size "$(numfmt --from=iec "$image_size")")
 [[ -z $image_features ]] || args+=(--features "$image_features")
 [[ -z $client ]] || args+=(--client "$client")
-/usr/bin/python3 "$here/bootstrap.py" "${args[@]}" || fail "could not make the cluster: see above and $dir/log"
+# 9>&-: the daemons it starts must not hold the start lock for their lifetime.
+/usr/bin/python3 "$here/bootstrap.py" "${args[@]}" 9>&- || fail "could not make the cluster: see above and $dir/log"
 
 if [[ -n $client ]]; then
   cat >"$dir/client.conf" <<EOF

@@ -88,6 +88,13 @@ public sealed partial class DeviceManager
                 throw new RefusedException($"hw_block_size {blockSize} differs from the volume's {volume.BlockSize} (set by its other paths)", -22);
             if (config.AbortTimeout is { } abortTimeout && volume.Paths.Count == 0)
                 volume.Reservations.AbortDrainTimeout = abortTimeout;
+            // ALUA: this host's target port group and the access states; as serial=, the first
+            // path of a volume fixes them (docs/operations.md §15).
+            if (volume.Paths.Count == 0)
+                volume.PortGroups.Configure(_configfs.HostNumber, config.OptimizedHost);
+            else if (config.OptimizedHost != volume.PortGroups.OptimizedGroup)
+                Log.Warning($"{key}: optimized_host={config.OptimizedHost?.ToString() ?? "(none)"} ignored, volume {volume.Identity.UnitSerial} serves with " +
+                            (volume.PortGroups.OptimizedGroup is { } g ? $"optimized_host={g}" : "every target port group Active/Optimized") + " (set by its other paths)");
 
             try
             {

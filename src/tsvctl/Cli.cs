@@ -139,7 +139,12 @@ public static class Cli
             Required = true,
             Arity = ArgumentArity.OneOrMore,
         };
-        var portalOpt = new Option<string?>("--portal") { Description = "IP[:PORT] to listen on (default: targetcli's 0.0.0.0:3260)." };
+        var portalOpt = new Option<string[]>("--portal")
+        {
+            Description = "IP[:PORT] to listen on (default: targetcli's 0.0.0.0:3260). Repeat for several portals: each gets its own TPG, " +
+                          "so an initiator that logs in through each has one path (and one registration) per portal, for multipath.",
+            Arity = ArgumentArity.ZeroOrMore,
+        };
         var chapOpt = new Option<string?>("--chap-secrets")
         {
             Description = "File ('-' for stdin) with one line per initiator: INITIATOR_IQN USER SECRET [MUTUAL_USER MUTUAL_SECRET]; " +
@@ -161,7 +166,7 @@ public static class Cli
                 Volumes.CheckIscsiName(p.GetValue(targetOpt)!, "--target"),
                 p.GetValue(initiatorOpt)!.Select(i => Volumes.CheckIscsiName(i, "--initiator")).ToArray(),
                 Volumes.CheckPrefix(p.GetValue(nameOpt) ?? Volumes.DefaultPrefix(path)),
-                p.GetValue(portalOpt) is { } portal ? Volumes.ParsePortal(portal) : null);
+                (p.GetValue(portalOpt) ?? []).Select(Volumes.ParsePortal).ToArray());
             if (!request.Target.StartsWith("iqn.", StringComparison.Ordinal))
                 throw new UsageException($"--target '{request.Target}' must be an iqn. name");
             string? secretsSource = p.GetValue(chapOpt);
@@ -172,11 +177,13 @@ public static class Cli
                 throw new UsageException("--chap-secrets and --no-auth exclude each other");
             if (secretsSource is not null) request = request with { Chap = ChapSecrets.Load(secretsSource, ctx.In) };
             request = request with { Size = source.Size(ctx) };
-            var names = Exporter(ctx).ExportIscsi(request);
-            for (int k = 0; k < names.Count; k++)
-                ctx.Out.WriteLine($"{request.Initiators[k]}: LUN 0 = user:sharedvol/{names[k]}" +
-                                  (request.Chap?[request.Initiators[k]] is { } chap ? (chap.Mutual ? ", mutual CHAP" : ", CHAP") : ", no authentication"));
-            ctx.Out.WriteLine($"exported {path} on {request.Target} to {names.Count} initiator(s); configuration saved");
+            var paths = Exporter(ctx).ExportIscsi(request);
+            foreach (var x in paths)
+                ctx.Out.WriteLine($"{x.Initiator}: LUN 0 = user:sharedvol/{x.Backstore}" +
+                                  (request.Portals.Count > 1 ? $" via tpg{x.Tpgt} {x.Portal!.Value.Address}:{x.Portal.Value.Port}" : "") +
+                                  (request.Chap?[x.Initiator] is { } chap ? (chap.Mutual ? ", mutual CHAP" : ", CHAP") : ", no authentication"));
+            ctx.Out.WriteLine($"exported {path} on {request.Target} to {request.Initiators.Count} initiator(s)" +
+                              (request.Portals.Count > 1 ? $" through {request.Portals.Count} portals, one TPG each" : "") + "; configuration saved");
             if (noAuth)
                 ctx.Error.WriteLine("tsvctl: warning: exported without CHAP (--no-auth): any host that presents one of these initiator names " +
                                     "logs in as that initiator and inherits its registrations and reservations");

@@ -3,9 +3,13 @@ namespace TcmuSharedVolume.Cli;
 /// <summary>
 /// What <c>tsvctl export iscsi</c> asks for. <paramref name="Chap"/> holds each initiator's CHAP
 /// credentials; null exports without authentication (only on an explicit <c>--no-auth</c>).
+/// Each of <paramref name="Portals"/> gets its own TPG; none leaves targetcli's default portal.
 /// </summary>
 public sealed record IscsiExport(string Volume, long Size, string Target, IReadOnlyList<string> Initiators, string Prefix,
-    (string Address, int Port)? Portal, IReadOnlyDictionary<string, ChapCredential>? Chap = null);
+    IReadOnlyList<(string Address, int Port)> Portals, IReadOnlyDictionary<string, ChapCredential>? Chap = null);
+
+/// <summary>One path an iSCSI export made: an initiator, through one TPG (and its portal), to its own backstore.</summary>
+public sealed record IscsiPath(string Initiator, int Tpgt, (string Address, int Port)? Portal, string Backstore);
 
 /// <summary>
 /// Builds and removes LIO exports of a shared volume through targetcli: one user:sharedvol
@@ -16,53 +20,76 @@ public sealed class Exporter(ITargetcli targetcli, LioConfigfs configfs, Func<st
 {
     private const string Backstores = "/backstores/user:sharedvol";
 
-    public IReadOnlyList<string> ExportIscsi(IscsiExport e)
+    /// <summary>
+    /// One TPG per portal (one when no portal is given), each with one LUN and one ACL per
+    /// initiator: every (initiator, TPG) pair is its own I_T nexus and its own backstore, so an
+    /// initiator that logs in through several portals has several paths (multipath), each
+    /// registered on its own (docs/operations.md §15).
+    /// </summary>
+    public IReadOnlyList<IscsiPath> ExportIscsi(IscsiExport e)
     {
         if (e.Initiators.Count == 0) throw new UsageException("give at least one --initiator");
         if (e.Initiators.Distinct().Count() != e.Initiators.Count) throw new UsageException("an --initiator is given twice");
+        if (e.Portals.Distinct().Count() != e.Portals.Count) throw new UsageException("a --portal is given twice");
         if (e.Chap is { } secrets && e.Initiators.FirstOrDefault(i => !secrets.ContainsKey(i)) is { } missing)
             throw new UsageException($"--chap-secrets has no line for initiator {missing}");
 
+        int tpgs = Math.Max(1, e.Portals.Count);
         var tx = new Transaction(targetcli);
-        var names = new List<string>();
-        for (int k = 1; k <= e.Initiators.Count; k++)
+        var paths = new List<IscsiPath>();
+        for (int t = 1; t <= tpgs; t++)
         {
-            string name = $"{e.Prefix}-{k}";
-            tx.Do($"{Backstores} create name={name} size={e.Size} cfgstring={e.Volume};initiator={Volumes.EscapeInitiator(e.Initiators[k - 1])}",
-                undo: $"{Backstores} delete {name}");
-            names.Add(name);
+            for (int k = 1; k <= e.Initiators.Count; k++)
+            {
+                string name = tpgs == 1 ? $"{e.Prefix}-{k}" : $"{e.Prefix}-{k}-tpg{t}";
+                // Several TPGs: each names its ports' relative target port identifier. LIO before
+                // 6.4 numbers ports per backstore, so every one of these would say 1 and two
+                // TPGs' ports would look like one (VPD 83h, RTPG, READ FULL STATUS).
+                string rtpi = tpgs == 1 ? "" : $";rtpi={t}";
+                tx.Do($"{Backstores} create name={name} size={e.Size} cfgstring={e.Volume};initiator={Volumes.EscapeInitiator(e.Initiators[k - 1])}{rtpi}",
+                    undo: $"{Backstores} delete {name}");
+                paths.Add(new IscsiPath(e.Initiators[k - 1], t, e.Portals.Count == 0 ? null : e.Portals[t - 1], name));
+            }
         }
 
-        string tpg = $"/iscsi/{e.Target}/tpg1";
-        // Deleting the target removes its TPG, portals, LUNs and ACLs with it.
+        // Deleting the target removes its TPGs, portals, LUNs and ACLs with it.
         tx.Do($"/iscsi create wwn={e.Target}", undo: $"/iscsi delete wwn={e.Target}");
-        if (e.Portal is { } portal)
+        for (int t = 2; t <= tpgs; t++)
+            tx.Do($"/iscsi/{e.Target} create tag={t}");
+        if (e.Portals.Count > 0)
         {
-            // targetcli adds 0.0.0.0:3260 by default (auto_add_default_portal), which would hold the port.
-            tx.TryDo($"{tpg}/portals delete ip_address=0.0.0.0 ip_port=3260");
-            tx.Do($"{tpg}/portals create ip_address={portal.Address} ip_port={portal.Port}");
+            // targetcli adds 0.0.0.0:3260 to TPG 1 by default (auto_add_default_portal), which
+            // would hold the port: it goes before any portal of ours is created.
+            tx.TryDo($"/iscsi/{e.Target}/tpg1/portals delete ip_address=0.0.0.0 ip_port=3260");
+            for (int t = 1; t <= tpgs; t++)
+                tx.Do($"/iscsi/{e.Target}/tpg{t}/portals create ip_address={e.Portals[t - 1].Address} ip_port={e.Portals[t - 1].Port}");
         }
-        // Only the ACLs below may log in, and each sees only its own backstore. Registrations and
-        // reservations belong to the initiator name, so without CHAP any host that claims an ACL's
-        // name inherits them. authentication=1 goes on before the first ACL exists: there is no
-        // moment in which an ACL admits a login without its secret.
-        tx.Do($"{tpg} set attribute generate_node_acls=0 authentication={(e.Chap is null ? 0 : 1)}");
-        for (int k = 0; k < names.Count; k++)
-            tx.Do($"{tpg}/luns create storage_object={Backstores}/{names[k]} lun={k} add_mapped_luns=false");
-        for (int k = 0; k < names.Count; k++)
+        for (int t = 1; t <= tpgs; t++)
         {
-            // add_mapped_luns=false: the default would map every TPG LUN into every ACL, giving one
-            // initiator the other initiators' paths and breaking the one-nexus-per-backstore rule.
-            tx.Do($"{tpg}/acls create wwn={e.Initiators[k]} add_mapped_luns=false");
-            tx.Do($"{tpg}/acls/{e.Initiators[k]} create mapped_lun=0 tpg_lun_or_backstore=lun{k}");
-            if (e.Chap is { } credentials)
+            string tpg = $"/iscsi/{e.Target}/tpg{t}";
+            var own = paths.Where(p => p.Tpgt == t).ToList();
+            // Only the ACLs below may log in, and each sees only its own backstore. Registrations and
+            // reservations belong to the initiator name, so without CHAP any host that claims an ACL's
+            // name inherits them. authentication=1 goes on before the first ACL exists: there is no
+            // moment in which an ACL admits a login without its secret.
+            tx.Do($"{tpg} set attribute generate_node_acls=0 authentication={(e.Chap is null ? 0 : 1)}");
+            for (int k = 0; k < own.Count; k++)
+                tx.Do($"{tpg}/luns create storage_object={Backstores}/{own[k].Backstore} lun={k} add_mapped_luns=false");
+            for (int k = 0; k < own.Count; k++)
             {
-                var chap = credentials[e.Initiators[k]];
-                tx.Check(() => configfs.SetAclChap(e.Target, 1, chap), $"set the CHAP credentials of ACL {e.Initiators[k]}");
+                // add_mapped_luns=false: the default would map every TPG LUN into every ACL, giving one
+                // initiator the other initiators' paths and breaking the one-nexus-per-backstore rule.
+                tx.Do($"{tpg}/acls create wwn={own[k].Initiator} add_mapped_luns=false");
+                tx.Do($"{tpg}/acls/{own[k].Initiator} create mapped_lun=0 tpg_lun_or_backstore=lun{k}");
+                if (e.Chap is { } credentials)
+                {
+                    var chap = credentials[own[k].Initiator];
+                    tx.Check(() => configfs.SetAclChap(e.Target, t, chap), $"set the CHAP credentials of ACL {own[k].Initiator} in TPG {t}");
+                }
             }
         }
         tx.Do("saveconfig");
-        return names;
+        return paths;
     }
 
     public IReadOnlyList<string> ExportLoopback(string volume, long size, int nodes, string prefix)

@@ -1,5 +1,4 @@
 using System.Buffers.Binary;
-using System.Diagnostics;
 using System.Runtime.InteropServices;
 using BenchmarkDotNet.Attributes;
 using TcmuSharedVolume.Backends;
@@ -42,13 +41,8 @@ public unsafe class RbdStoreBenchmarks
     [GlobalSetup]
     public void Setup()
     {
-        string conf = StartCeph();
-        // Not IMAGE=: start.sh remakes the cluster when the image it is given is missing.
-        if (Run("rbd", "-c", conf, "info", $"rbd/{Image}").Code != 0)
-        {
-            var (code, stdout, stderr) = Run("rbd", "-c", conf, "create", "--size", "256M", $"rbd/{Image}");
-            if (code != 0) throw new InvalidOperationException($"rbd create rbd/{Image}: {stdout}{stderr}");
-        }
+        string conf = Ceph.Start();
+        Ceph.EnsureImage(conf, Image, "256M");
         var location = RbdLocation.Create("rbd", Image, conf);
         _store = RbdStore.Open(location);
 
@@ -103,33 +97,5 @@ public unsafe class RbdStoreBenchmarks
         _command.Data = new DataBuffer(_iov, 1, 4096);
         CommandSet.Execute(_path, _command);
         if (_command.Status != ScsiStatus.Good) throw new InvalidOperationException($"status {_command.Status}");
-    }
-
-    /// <summary>scripts/ceph/start.sh (idempotent); its last line is the ceph.conf.</summary>
-    private static string StartCeph()
-    {
-        string? root = null;
-        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d is not null && root is null; d = d.Parent)
-            if (File.Exists(Path.Combine(d.FullName, "TcmuSharedVolume.sln"))) root = d.FullName;
-        if (root is null) throw new InvalidOperationException($"no TcmuSharedVolume.sln above {AppContext.BaseDirectory}");
-        var (code, stdout, stderr) = Run(Path.Combine(root, "scripts", "ceph", "start.sh"), env: ("IMAGE", "tsv-rbd-tests"));
-        var last = stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).LastOrDefault();
-        if (code != 0 || last is null || !File.Exists(last))
-            throw new InvalidOperationException($"scripts/ceph/start.sh could not start Ceph (exit {code}):\n{stdout}{stderr}");
-        return last;
-    }
-
-    private static (int Code, string Stdout, string Stderr) Run(string file, params string[] args) => Run(file, args, default);
-
-    private static (int Code, string Stdout, string Stderr) Run(string file, string[]? args = null, (string Key, string Value) env = default)
-    {
-        var psi = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var a in args ?? []) psi.ArgumentList.Add(a);
-        if (env.Key is not null) psi.Environment[env.Key] = env.Value;
-        using var p = Process.Start(psi)!;
-        var stderr = p.StandardError.ReadToEndAsync();
-        string stdout = p.StandardOutput.ReadToEnd();
-        p.WaitForExit();
-        return (p.ExitCode, stdout, stderr.Result);
     }
 }

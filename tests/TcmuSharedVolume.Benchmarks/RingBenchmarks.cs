@@ -35,7 +35,11 @@ public unsafe class RingBenchmarks
 
     private sealed class GoodExecutor : ICommandExecutor
     {
-        public void Execute(ScsiCommand command) => command.Good();
+        public bool Execute(ScsiCommand command)
+        {
+            command.Good();
+            return true;
+        }
         public void TaskManagement(TmrType type, ReadOnlySpan<ushort> commandIds) { }
     }
 

@@ -45,6 +45,26 @@ public sealed class ExportIscsiChapTests : IDisposable
     }
 
     [Fact]
+    public void EveryTpgOfAMultiPortalExportGetsTheSecrets()
+    {
+        var vol = _s.Volume();
+        int rc = _s.Run("export", "iscsi", "--volume", vol, "--target", Target, "--initiator", Node1, "--initiator", Node2,
+            "--portal", "127.0.0.1", "--portal", "127.0.0.2", "--chap-secrets", Secrets(BothNodes));
+
+        Assert.Equal(0, rc);
+        foreach (var tpgt in new[] { 1, 2 })
+        {
+            string Read(string initiator, string attribute) =>
+                File.ReadAllText(Path.Combine(_s.Configfs, "iscsi", Target, $"tpgt_{tpgt}", "acls", initiator, "auth", attribute));
+            Assert.Equal(Secret1, Read(Node1, "password"));
+            Assert.Equal(Secret2, Read(Node2, "password"));
+            Assert.Equal(TargetSecret2, Read(Node2, "password_mutual"));
+        }
+        Assert.Contains($"/iscsi/{Target}/tpg2 set attribute generate_node_acls=0 authentication=1", _s.Targetcli.Commands);
+        AssertNoSecretLeaked();
+    }
+
+    [Fact]
     public void WithoutSecretsOrNoAuthTheExportIsRefusedAndNothingRuns()
     {
         int rc = _s.Run("export", "iscsi", "--volume", _s.Volume(), "--target", Target, "--initiator", Node1);

@@ -39,6 +39,78 @@ public sealed class ExportIscsiTests : IDisposable
     }
 
     [Fact]
+    public void EveryPortalIsItsOwnTpgWithABackstoreLunAndAclPerInitiator()
+    {
+        var vol = _s.Volume();
+
+        int rc = _s.Run("export", "iscsi", "--no-auth", "--volume", vol, "--target", Target, "--initiator", Node1, "--initiator", Node2,
+            "--portal", "127.0.0.1:3260", "--portal", "127.0.0.2");
+
+        Assert.Equal(0, rc);
+        string n1 = "initiator=iqn.2024-01.org.example%3Anode1", n2 = "initiator=iqn.2024-01.org.example%3Anode2";
+        Assert.Equal(
+        [
+            // One backstore per (initiator, TPG); rtpi= numbers the ports by their TPG.
+            $"/backstores/user:sharedvol create name=vol1-1-tpg1 size=1073741824 cfgstring={vol};{n1};rtpi=1",
+            $"/backstores/user:sharedvol create name=vol1-2-tpg1 size=1073741824 cfgstring={vol};{n2};rtpi=1",
+            $"/backstores/user:sharedvol create name=vol1-1-tpg2 size=1073741824 cfgstring={vol};{n1};rtpi=2",
+            $"/backstores/user:sharedvol create name=vol1-2-tpg2 size=1073741824 cfgstring={vol};{n2};rtpi=2",
+            $"/iscsi create wwn={Target}",
+            $"/iscsi/{Target} create tag=2",
+            $"/iscsi/{Target}/tpg1/portals delete ip_address=0.0.0.0 ip_port=3260",
+            $"/iscsi/{Target}/tpg1/portals create ip_address=127.0.0.1 ip_port=3260",
+            $"/iscsi/{Target}/tpg2/portals create ip_address=127.0.0.2 ip_port=3260",
+            $"/iscsi/{Target}/tpg1 set attribute generate_node_acls=0 authentication=0",
+            $"/iscsi/{Target}/tpg1/luns create storage_object=/backstores/user:sharedvol/vol1-1-tpg1 lun=0 add_mapped_luns=false",
+            $"/iscsi/{Target}/tpg1/luns create storage_object=/backstores/user:sharedvol/vol1-2-tpg1 lun=1 add_mapped_luns=false",
+            $"/iscsi/{Target}/tpg1/acls create wwn={Node1} add_mapped_luns=false",
+            $"/iscsi/{Target}/tpg1/acls/{Node1} create mapped_lun=0 tpg_lun_or_backstore=lun0",
+            $"/iscsi/{Target}/tpg1/acls create wwn={Node2} add_mapped_luns=false",
+            $"/iscsi/{Target}/tpg1/acls/{Node2} create mapped_lun=0 tpg_lun_or_backstore=lun1",
+            $"/iscsi/{Target}/tpg2 set attribute generate_node_acls=0 authentication=0",
+            $"/iscsi/{Target}/tpg2/luns create storage_object=/backstores/user:sharedvol/vol1-1-tpg2 lun=0 add_mapped_luns=false",
+            $"/iscsi/{Target}/tpg2/luns create storage_object=/backstores/user:sharedvol/vol1-2-tpg2 lun=1 add_mapped_luns=false",
+            $"/iscsi/{Target}/tpg2/acls create wwn={Node1} add_mapped_luns=false",
+            $"/iscsi/{Target}/tpg2/acls/{Node1} create mapped_lun=0 tpg_lun_or_backstore=lun0",
+            $"/iscsi/{Target}/tpg2/acls create wwn={Node2} add_mapped_luns=false",
+            $"/iscsi/{Target}/tpg2/acls/{Node2} create mapped_lun=0 tpg_lun_or_backstore=lun1",
+            "saveconfig",
+        ], _s.Targetcli.Commands);
+        var output = _s.Out.ToString();
+        Assert.Contains($"{Node1}: LUN 0 = user:sharedvol/vol1-1-tpg2 via tpg2 127.0.0.2:3260, no authentication", output);
+        Assert.Contains("through 2 portals, one TPG each", output);
+    }
+
+    [Fact]
+    public void APortalGivenTwiceIsRefusedBeforeAnythingRuns()
+    {
+        int rc = _s.Run("export", "iscsi", "--no-auth", "--volume", _s.Volume(), "--target", Target, "--initiator", Node1,
+            "--portal", "127.0.0.1:3260", "--portal", "127.0.0.1");
+        Assert.Equal(2, rc);
+        Assert.Empty(_s.Targetcli.Commands);
+        Assert.Contains("--portal is given twice", _s.ErrorLine());
+    }
+
+    [Fact]
+    public void AFailedSecondTpgRollsBackTheWholeExport()
+    {
+        var vol = _s.Volume();
+        _s.Targetcli.Fails = c => c.Contains("tpg2/portals create");
+
+        int rc = _s.Run("export", "iscsi", "--no-auth", "--volume", vol, "--target", Target, "--initiator", Node1,
+            "--portal", "127.0.0.1", "--portal", "127.0.0.2");
+
+        Assert.Equal(1, rc);
+        Assert.Equal(
+        [
+            $"/iscsi delete wwn={Target}",
+            "/backstores/user:sharedvol delete vol1-1-tpg2",
+            "/backstores/user:sharedvol delete vol1-1-tpg1",
+        ], _s.Targetcli.Commands.SkipWhile(c => !c.Contains("tpg2/portals create")).Skip(1));
+        Assert.Contains("rolled back", _s.ErrorLine());
+    }
+
+    [Fact]
     public void WithoutPortalTheDefaultPortalIsLeftAloneAndNamesFollowTheGivenPrefix()
     {
         var vol = _s.Volume("data.raw", 4 << 20);

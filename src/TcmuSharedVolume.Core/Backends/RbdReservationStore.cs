@@ -23,16 +23,20 @@ namespace TcmuSharedVolume.Backends;
 /// the xattr <c>tsv.host.&lt;global id&gt;</c>, <see cref="RbdHostRecord"/>), after which the OSDs
 /// refuse its writes; records of clients that no longer watch are removed when a host joins;</item>
 /// <item>a host that finds itself blocklisted builds a new client, reads the table and watches
-/// again before its image serves again (<see cref="RbdStore.Reconnect"/>).</item>
+/// again before its image serves again (<see cref="RbdStore.Reconnect"/>);</item>
+/// <item>ALUA: each host records its target ports of the volume in the xattr
+/// <c>tsv.ports.&lt;target port group&gt;</c>, which every host's REPORT TARGET PORT GROUPS lists
+/// (<see cref="IPortGroupExchange"/>).</item>
 /// </list>
 /// It uses the volume's own <see cref="RbdStore"/> client: blocklisting that one client fences
 /// the data path and the table together.
 /// </summary>
-public sealed unsafe class RbdReservationStore : IClusterReservationStore
+public sealed unsafe class RbdReservationStore : IClusterReservationStore, IPortGroupExchange
 {
     public const string ObjectPrefix = "tsv.pr.";
     private const string VersionXattr = "tsv.version";
     private const string HostXattrPrefix = "tsv.host.";
+    private const string PortsXattrPrefix = "tsv.ports.";
 
     /// <summary>Image metadata key and table object xattr of the volume's identity: "&lt;serial&gt; &lt;NAA, 16 hex digits&gt;".</summary>
     public const string IdentityKey = "tsv.identity";
@@ -398,27 +402,36 @@ public sealed unsafe class RbdReservationStore : IClusterReservationStore
     private List<RbdHostRecord> ReadHostRecords(nint ioctx)
     {
         var records = new List<RbdHostRecord>();
+        foreach (var (key, value) in ReadXattrs(ioctx, HostXattrPrefix, "list the hosts of"))
+            if (ulong.TryParse(key.AsSpan(HostXattrPrefix.Length), System.Globalization.NumberStyles.None, null, out ulong id))
+                records.Add(RbdHostRecord.Parse(id, Encoding.UTF8.GetString(value)));
+        records.Sort((a, b) => a.ClientId.CompareTo(b.ClientId));
+        return records;
+    }
+
+    /// <summary>The xattrs of the table's object whose names start with <paramref name="prefix"/>.</summary>
+    private List<(string Key, byte[] Value)> ReadXattrs(nint ioctx, string prefix, string what)
+    {
+        var found = new List<(string, byte[])>();
         nint iterator;
-        Check(LibRados.rados_getxattrs(ioctx, _oid, &iterator), "list the hosts of");
+        Check(LibRados.rados_getxattrs(ioctx, _oid, &iterator), what);
         try
         {
             while (true)
             {
                 byte* name, value;
                 nuint length;
-                Check(LibRados.rados_getxattrs_next(iterator, &name, &value, &length), "list the hosts of");
-                if (name is null) break;
+                Check(LibRados.rados_getxattrs_next(iterator, &name, &value, &length), what);
+                if (name is null) return found;
                 var key = Marshal.PtrToStringUTF8((nint)name) ?? "";
-                if (!key.StartsWith(HostXattrPrefix, StringComparison.Ordinal)
-                    || !ulong.TryParse(key.AsSpan(HostXattrPrefix.Length), System.Globalization.NumberStyles.None, null, out ulong id))
-                    continue;
-                records.Add(RbdHostRecord.Parse(id, Encoding.UTF8.GetString(value, (int)length)));
+                if (!key.StartsWith(prefix, StringComparison.Ordinal)) continue;
+                // An empty value may come with a null pointer.
+                found.Add((key, length == 0 ? [] : new ReadOnlySpan<byte>(value, (int)length).ToArray()));
             }
         }
         finally { LibRados.rados_getxattrs_end(iterator); }
-        records.Sort((a, b) => a.ClientId.CompareTo(b.ClientId));
-        return records;
     }
+
 
     /// <summary>The client ids of the watchers that acked a ping, and of those that did not in time.</summary>
     private (HashSet<ulong> Answered, HashSet<ulong> Silent) Ping(nint ioctx)
@@ -515,6 +528,50 @@ public sealed unsafe class RbdReservationStore : IClusterReservationStore
                 _rememberFailed = true;
             }
         }
+    }
+
+    // ------------------------------------------------------------------ ALUA: each host's ports
+
+    /// <summary>The value is the relative target port identifiers in decimal, comma-separated
+    /// (readable with <c>rados getxattr</c>); empty once the host withdrew.</summary>
+    public void PublishPorts(ushort group, IReadOnlyList<ushort> ports)
+    {
+        var value = Encoding.ASCII.GetBytes(string.Join(',', ports));
+        Call((_, ioctx) =>
+        {
+            fixed (byte* v = value)
+                Check(LibRados.rados_setxattr(ioctx, _oid, PortsXattrPrefix + group, v, (nuint)value.Length), "record this host's target ports in");
+            return true;
+        });
+    }
+
+    public IReadOnlyList<PortGroupRecord> ReadPortGroups() => Call((_, ioctx) =>
+    {
+        var records = new List<PortGroupRecord>();
+        foreach (var (key, value) in ReadXattrs(ioctx, PortsXattrPrefix, "read the hosts' target ports from"))
+        {
+            if (value.Length == 0) continue; // withdrawn
+            string text = Encoding.ASCII.GetString(value);
+            if (ParsePorts(key[PortsXattrPrefix.Length..], text) is { } record) records.Add(record);
+            else Log.Warning($"reservations: {_oid}: ignoring xattr {key} = \"{text}\", not a target port group and its ports");
+        }
+        return (IReadOnlyList<PortGroupRecord>)records;
+    });
+
+    /// <summary>A group and its ports, or null if either is not one.</summary>
+    internal static PortGroupRecord? ParsePorts(string group, string ports)
+    {
+        if (!ushort.TryParse(group, System.Globalization.NumberStyles.None, null, out ushort id) || id is 0 or > PortGroupDirectory.MaxGroup)
+            return null;
+        if (ports.Length == 0) return null;
+        var list = new List<ushort>();
+        foreach (var part in ports.Split(','))
+        {
+            if (!ushort.TryParse(part, System.Globalization.NumberStyles.None, null, out ushort rtpi) || rtpi == 0) return null;
+            list.Add(rtpi);
+        }
+        list.Sort();
+        return new PortGroupRecord(id, [.. list.Distinct()]);
     }
 
     // ------------------------------------------------------------------ notifications

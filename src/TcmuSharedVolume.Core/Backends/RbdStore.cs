@@ -9,15 +9,17 @@ namespace TcmuSharedVolume.Backends;
 /// <summary>
 /// A volume on a Ceph RBD image, through librbd's C API: one cluster connection (rados_t), one
 /// I/O context and one open image per store, shared by all of the volume's paths.
-/// <para>The data path is synchronous per worker thread, so each call issues one librbd aio
-/// request and waits on its own thread for the completion callback. The callback finds the
-/// caller through a per-thread waiter made once (its GCHandle is the completion's argument):
-/// a command allocates nothing managed in steady state.</para>
+/// <para>READ and WRITE of the ring's commands start a librbd aio request and return; librbd's
+/// completion callback finishes the command (<see cref="IAsyncBackingStore"/>,
+/// RbdStore.Async.cs). Everything else is synchronous per calling thread: it issues one aio
+/// request and waits on its own thread for the completion callback, which finds the caller
+/// through a per-thread waiter made once (its GCHandle is the completion's argument). Either
+/// way a command allocates nothing managed in steady state.</para>
 /// <para>librbd's cache is always off (<c>rbd_cache=false</c>): with it, librbd acknowledges a
 /// write before the OSDs hold it, and a target must not return GOOD for data that a crash of
 /// this process would lose.</para>
 /// </summary>
-public sealed unsafe class RbdStore : IBackingStore
+public sealed unsafe partial class RbdStore : IAsyncBackingStore
 {
     /// <summary>librbd answers a blocklisted client's requests with -ESHUTDOWN (EBLOCKLISTED).</summary>
     public const int ESHUTDOWN = 108;
@@ -502,6 +504,7 @@ public sealed unsafe class RbdStore : IBackingStore
             while (Volatile.Read(ref _inFlight) != 0) spin.SpinOnce();
             Close(_cluster, _ioctx, _image);
             _image = _ioctx = _cluster = 0;
+            FreeAsyncRequests();
         }
     }
 

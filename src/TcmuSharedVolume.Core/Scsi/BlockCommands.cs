@@ -106,7 +106,7 @@ public static class BlockCommands
         return false;
     }
 
-    private static void Failed(Volume v, ScsiCommand command, BackingStoreException e, bool write)
+    internal static void Failed(Volume v, ScsiCommand command, BackingStoreException e, bool write)
     {
         Log.Error($"volume {v.Identity.UnitSerial}: {(write ? "write" : "read")} failed: {e.Message}");
         StoreFailed(command, e.Errno, write);
@@ -158,7 +158,7 @@ public static class BlockCommands
     /// <summary>A failed write; one that was to be durable may have taken other cached data
     /// with it (RWF_DSYNC / fdatasync failing), so it latches the volume's write error.
     /// ENOSPC from a write is refused allocation, before anything was written: not latched.</summary>
-    private static void WriteFailed(Volume v, ScsiCommand command, BackingStoreException e, bool writeThrough)
+    internal static void WriteFailed(Volume v, ScsiCommand command, BackingStoreException e, bool writeThrough)
     {
         if (writeThrough && e.Errno != ENOSPC) v.LatchWriteError(e.Errno);
         Failed(v, command, e, write: true);
@@ -166,7 +166,7 @@ public static class BlockCommands
 
     /// <summary>After a successful write-through change: GOOD may only say "durable" if no
     /// earlier flush lost data (the error is latched until cleared).</summary>
-    private static bool DurableUnlessLatched(Volume v, ScsiCommand command, bool writeThrough)
+    internal static bool DurableUnlessLatched(Volume v, ScsiCommand command, bool writeThrough)
     {
         if (!writeThrough || v.LatchedWriteErrno == 0) return true;
         command.CheckCondition(SenseCode.WriteError);
@@ -238,6 +238,11 @@ public static class BlockCommands
             || !WithinTransferLimit(v, command, blocks, lengthField)) return;
         long bytes = (long)blocks * v.BlockSize;
         long n = Math.Min(bytes, command.Data.Length);
+        if (MayFinishLater(v, command, n, write: false, fua: false))
+        {
+            command.Deferred = new StoreTransfer((long)lba * v.BlockSize, n, Write: false, Fua: false);
+            return;
+        }
         try
         {
             ReadInto(v.Store, command.Data, 0, n, (long)lba * v.BlockSize);
@@ -258,8 +263,23 @@ public static class BlockCommands
         // FUA (bit 3): this write through; WCE=0: every write through (SBC-3 4.15).
         bool fua = (flags & 0x08) != 0 || !v.WriteCacheEnabled;
         int bs = v.BlockSize;
+        if (MayFinishLater(v, command, n, write: true, fua))
+        {
+            command.Deferred = new StoreTransfer((long)lba * bs, n, Write: true, fua);
+            return;
+        }
         if (WriteDataOut(v, command, new DataOut(n, (long)lba * bs, fua))) command.Good();
     }
+
+    /// <summary>
+    /// Whether this READ or WRITE is left for <see cref="CommandSet"/> to start on a store that
+    /// completes it on its own thread (<see cref="AsyncTransfer"/>): the transport can finish
+    /// commands later, the store can take the whole buffer as it is (it must keep the segment
+    /// list, so no trimmed copy on the stack), and there is something to move.
+    /// </summary>
+    private static bool MayFinishLater(Volume v, ScsiCommand command, long length, bool write, bool fua) =>
+        command.Completion is not null && length > 0 && length == command.Data.Length
+        && v.Store is IAsyncBackingStore store && store.CanStart(write, command.Data.Segments.Length, fua);
 
     // ---- VERIFY (SBC-3 5.27-5.29) ----
 
@@ -578,8 +598,7 @@ public static class BlockCommands
             return;
         }
         byte[] medium = ArrayPool<byte>.Shared.Rent(length);
-        var ordering = v.WriteOrdering;
-        ordering.EnterWriteLock();
+        v.EnterCompareAndWrite();
         try
         {
             var current = medium.AsSpan(0, length);
@@ -610,7 +629,7 @@ public static class BlockCommands
         }
         finally
         {
-            ordering.ExitWriteLock();
+            v.ExitCompareAndWrite();
             ArrayPool<byte>.Shared.Return(medium);
         }
         if (DurableUnlessLatched(v, command, fua)) command.Good();
@@ -623,8 +642,7 @@ public static class BlockCommands
     private static void CompareAndWriteInStore(Volume v, ScsiCommand command, long offset, int length, bool fua)
     {
         byte[] buffer = ArrayPool<byte>.Shared.Rent(2 * length);
-        var ordering = v.WriteOrdering;
-        ordering.EnterWriteLock();
+        v.EnterCompareAndWrite();
         try
         {
             var both = buffer.AsSpan(0, 2 * length);
@@ -647,7 +665,7 @@ public static class BlockCommands
         }
         finally
         {
-            ordering.ExitWriteLock();
+            v.ExitCompareAndWrite();
             ArrayPool<byte>.Shared.Return(buffer);
         }
         if (DurableUnlessLatched(v, command, fua)) command.Good();

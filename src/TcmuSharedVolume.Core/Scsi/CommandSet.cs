@@ -13,7 +13,13 @@ public static class CommandSet
     /// executes, to hold it in the window PREEMPT AND ABORT must account for. Null in production.</summary>
     internal static Action<VolumePath>? GatePassedForTests;
 
-    public static void Execute(VolumePath path, ScsiCommand command)
+    /// <summary>
+    /// Runs the command. True: it is finished (status and sense set). False: a READ or WRITE
+    /// went to a store that completes it on its own thread, which finishes it through the
+    /// command's <see cref="ScsiCommand.Completion"/> (only when the transport set one); the
+    /// command is the transport's again, maybe already, so the caller must not touch it.
+    /// </summary>
+    public static bool Execute(VolumePath path, ScsiCommand command)
     {
         var volume = path.Volume;
         var reservations = volume.Reservations;
@@ -21,7 +27,7 @@ public static class CommandSet
         if (cdb.Length == 0)
         {
             command.CheckCondition(SenseCode.InvalidCommandOperationCode, FieldPointer.Cdb(0));
-            return;
+            return true;
         }
 
         ref readonly var route = ref CommandTable.RouteOf(cdb[0]);
@@ -32,14 +38,14 @@ public static class CommandSet
             && reservations.TryTakeUnitAttention(path.Nexus, out var ua))
         {
             command.CheckCondition(ua);
-            return;
+            return true;
         }
 
         // The reservation engine judges its own commands: no gate, not counted.
         if ((route.Flags & CommandFlags.ReservationCommand) != 0)
         {
             CommandTable.Run(route, path, command);
-            return;
+            return true;
         }
 
         // Counted before the gate, never after: PREEMPT AND ABORT publishes the new table and
@@ -49,19 +55,24 @@ public static class CommandSet
         // fence, which orders it before the table is read (the drain's side is in
         // Volume.DrainCommands).
         path.BeginCommand();
+        bool later = false;
         try
         {
             if (!reservations.IsAllowed(path.Nexus, cdb))
             {
                 command.ReservationConflict();
-                return;
+                return true;
             }
             GatePassedForTests?.Invoke(path);
             CommandTable.Run(route, path, command);
+            // A transfer for a store that completes on its own thread: it stays counted until
+            // the store's completion ends it, so the drain waits for it there.
+            if (command.Deferred.IsSet) later = AsyncTransfer.Start(path, command);
         }
         finally
         {
-            path.EndCommand();
+            if (!later) path.EndCommand();
         }
+        return !later;
     }
 }

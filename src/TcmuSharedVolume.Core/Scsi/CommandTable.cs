@@ -133,6 +133,10 @@ internal static unsafe class CommandTable
         // SPC-4 6.35
         Cmd(MaintenanceIn, ServiceActionReportSupportedOperationCodes, "REPORT SUPPORTED OPERATION CODES",
             &PrimaryCommands.ReportSupportedOperationCodes, [MaintenanceIn, 0x1F, 0x87, 0xFF, 0xFF, 0xFF, .. Ff(4), 0, C], Meta),
+        // SPC-4 6.37; byte 1 bits 7-5 are the PARAMETER DATA FORMAT. No SET TARGET PORT GROUPS:
+        // implicit ALUA only (TargetPortGroups.cs).
+        Cmd(MaintenanceIn, ServiceActionReportTargetPortGroups, "REPORT TARGET PORT GROUPS",
+            &TargetPortGroups.Report, [MaintenanceIn, 0xFF, 0, 0, 0, 0, .. Ff(4), 0, C], Allowed),
 
         // ---- reservations (SPC-4 6.15, 6.16; SPC-2 RESERVE/RELEASE): the engine judges them, not the gate
         .. Persistent(PersistentReserveIn, "PERSISTENT RESERVE IN", 4, [PersistentReserveIn, 0x1F, 0, 0, 0, 0, 0, 0xFF, 0xFF, C]),
@@ -176,7 +180,6 @@ internal static unsafe class CommandTable
         Gate(0x86, NoServiceAction, "ACCESS CONTROL IN", Allowed),
         Gate(0x87, NoServiceAction, "ACCESS CONTROL OUT", Allowed),
         Gate(MaintenanceIn, 0x05, "REPORT IDENTIFYING INFORMATION", Allowed),
-        Gate(MaintenanceIn, 0x0A, "REPORT TARGET PORT GROUPS", Allowed),
         Gate(MaintenanceIn, 0x0B, "REPORT ALIASES", Allowed),
         Gate(MaintenanceIn, 0x0E, "REPORT PRIORITY", Allowed),
         Gate(MaintenanceIn, 0x0F, "REPORT TIMESTAMP", Allowed),

@@ -39,7 +39,7 @@ public static class OperationCode
     public const byte WriteSame16 = 0x93;
     public const byte ServiceActionIn16 = 0x9E; // READ CAPACITY(16) 10h, GET LBA STATUS 12h
     public const byte ReportLuns = 0xA0;
-    public const byte MaintenanceIn = 0xA3; // REPORT SUPPORTED OPERATION CODES 0Ch
+    public const byte MaintenanceIn = 0xA3; // REPORT TARGET PORT GROUPS 0Ah, REPORT SUPPORTED OPERATION CODES 0Ch
     public const byte Read12 = 0xA8;
     public const byte Write12 = 0xAA;
     public const byte WriteAndVerify12 = 0xAE;
@@ -47,6 +47,7 @@ public static class OperationCode
 
     public const byte ServiceActionReadCapacity16 = 0x10;
     public const byte ServiceActionGetLbaStatus = 0x12;
+    public const byte ServiceActionReportTargetPortGroups = 0x0A;
     public const byte ServiceActionReportSupportedOperationCodes = 0x0C;
 
     /// <summary>Judged by the reservation engine rather than the gate (<see cref="CommandTable"/>).</summary>

@@ -32,6 +32,25 @@ public sealed class ScsiCommand
     /// <summary>Bytes of Data-In actually produced; -1 when the whole buffer is valid.</summary>
     public long DataInLength { get; private set; } = -1;
 
+    /// <summary>
+    /// Set by a transport that can finish a command after <see cref="CommandSet.Execute"/> has
+    /// returned, on another thread (the TCMU event loop): a READ or WRITE on a store that
+    /// completes on its own thread then ends there (docs/architecture.md §2). Null: every command
+    /// is finished when Execute returns.
+    /// </summary>
+    public ICommandCompletion? Completion { get; set; }
+
+    /// <summary>When the transport handed the command over (<see cref="System.Diagnostics.Stopwatch"/>
+    /// ticks; 0: not given), for the path's latency histogram.</summary>
+    public long ReceivedTimestamp { get; set; }
+
+    /// <summary>The store transfer a handler left for <see cref="CommandSet"/> to start without a thread.</summary>
+    internal StoreTransfer Deferred;
+
+    /// <summary>Made the first time this pooled command goes through a store without a thread,
+    /// then kept with it: nothing is allocated per command.</summary>
+    internal AsyncTransfer? Async;
+
     public void SetCdb(ReadOnlySpan<byte> cdb)
     {
         if (cdb.Length > MaxCdbLength) throw new ArgumentException("CDB too long", nameof(cdb));
@@ -48,6 +67,9 @@ public sealed class ScsiCommand
         SenseLength = 0;
         DataInLength = -1;
         TransportTag = 0;
+        Completion = null;
+        ReceivedTimestamp = 0;
+        Deferred = default;
     }
 
     public void Good(long dataInLength = -1)
@@ -72,4 +94,13 @@ public sealed class ScsiCommand
     }
 
     public void ReservationConflict() => Complete(ScsiStatus.ReservationConflict);
+}
+
+/// <summary>What finishes a command that completes after <see cref="CommandSet.Execute"/> returned
+/// (<see cref="ScsiCommand.Completion"/>): for TCMU, the response into the ring and the kick.</summary>
+public interface ICommandCompletion
+{
+    /// <summary>Any thread (the store's); the command's status and sense are set. The command
+    /// belongs to the transport again: nothing may touch it afterwards.</summary>
+    void Finished(ScsiCommand command);
 }

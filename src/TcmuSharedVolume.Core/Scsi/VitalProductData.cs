@@ -5,7 +5,8 @@ namespace TcmuSharedVolume.Scsi;
 /// <summary>
 /// INQUIRY data: the standard page and the VPD pages (SPC-4 6.6, 7.8; SBC-3 6.6). Everything
 /// that identifies the disk comes from the <see cref="Volume"/>, so every path answers the same;
-/// only the relative target port designator in page 83h belongs to the path.
+/// only the target port designators in page 83h (relative target port, target port group)
+/// belong to the path.
 /// </summary>
 internal static class VitalProductData
 {
@@ -29,7 +30,7 @@ internal static class VitalProductData
         b[2] = 0x06;          // VERSION: SPC-4
         b[3] = 0x10 | 0x02;   // HISUP (hierarchical LUNs, as LIO) | RESPONSE DATA FORMAT 2
         b[4] = 74 - 5;        // ADDITIONAL LENGTH
-        b[5] = 0x00;          // SCCS, ACC, TPGS=0 (no ALUA), 3PC=0, PROTECT=0
+        b[5] = TargetPortGroups.TpgsImplicit; // SCCS=0, ACC=0, TPGS=01b (implicit ALUA), 3PC=0, PROTECT=0
         b[6] = 0x00;          // ENCSERV, MULTIP, ADDR16
         b[7] = 0x02;          // CMDQUE: command queuing (the TCMU ring carries many commands)
         Be.Ascii(b, 8, 8, VolumeIdentity.Vendor);
@@ -127,7 +128,8 @@ internal static class VitalProductData
         at += 4 + idLength;
 
         // Relative target port (SPC-4 7.8.6.7): PIV=1, target port association, type 4h.
-        // Only a bound path knows its target port; this is the one per-path designator.
+        // Only a bound path knows its target port. REPORT TARGET PORT GROUPS lists this
+        // identifier in the group named next.
         if (path.Nexus is { } nexus)
         {
             b[at] = (byte)(((int)nexus.Target.Protocol << 4) | 0x01);
@@ -136,6 +138,10 @@ internal static class VitalProductData
             Be.U16(b, at + 6, nexus.Target.RelativeTargetPortId);
             at += 8;
         }
+
+        // Target port group (SPC-4 7.8.6.8): with TPGS set, initiators (Linux's scsi_dh_alua)
+        // find their group here and refuse ALUA without it.
+        at += TargetPortGroups.WriteDesignator(path, b.Slice(at));
         return at;
     }
 

@@ -16,20 +16,20 @@ public sealed class Volume : ICommandDrain, IDisposable
 
     public Volume(string backingPath, IBackingStore store, int blockSize, VolumeIdentity identity,
         IReservationStore reservationStore)
-        : this(backingPath, store, blockSize, identity) =>
+        : this(backingPath, store, blockSize, identity, exchange: null) =>
         Reservations = new VolumeReservations(reservationStore, BoundNexuses, this);
 
     /// <summary>A volume that other target hosts serve too: one reservation table shared through
     /// <paramref name="clusterStore"/> (docs/reservations.md §18), which the volume closes.</summary>
     public Volume(string backingPath, IBackingStore store, int blockSize, VolumeIdentity identity,
         IClusterReservationStore clusterStore)
-        : this(backingPath, store, blockSize, identity)
+        : this(backingPath, store, blockSize, identity, clusterStore as IPortGroupExchange)
     {
         _clusterStore = clusterStore;
         Reservations = new VolumeReservations(clusterStore, BoundNexuses, this);
     }
 
-    private Volume(string backingPath, IBackingStore store, int blockSize, VolumeIdentity identity)
+    private Volume(string backingPath, IBackingStore store, int blockSize, VolumeIdentity identity, IPortGroupExchange? exchange)
     {
         if (blockSize is not (512 or 1024 or 2048 or 4096))
             throw new ArgumentOutOfRangeException(nameof(blockSize), blockSize, "block size must be 512, 1024, 2048 or 4096");
@@ -38,6 +38,7 @@ public sealed class Volume : ICommandDrain, IDisposable
         BlockSize = blockSize;
         Identity = identity;
         Reservations = null!; // set by the public constructors
+        PortGroups = new PortGroupDirectory(() => Paths, exchange);
     }
 
     private IEnumerable<ItNexus> BoundNexuses() => Paths.Select(p => p.Nexus).OfType<ItNexus>();
@@ -61,8 +62,43 @@ public sealed class Volume : ICommandDrain, IDisposable
 
     public VolumeReservations Reservations { get; }
 
-    /// <summary>Serialises COMPARE AND WRITE against every other write of the volume, on every path.</summary>
+    /// <summary>ALUA: this host's target port group and the other hosts' (REPORT TARGET PORT GROUPS).</summary>
+    public PortGroupDirectory PortGroups { get; }
+
+    /// <summary>Serialises COMPARE AND WRITE against every other write of the volume, on every path.
+    /// COMPARE AND WRITE takes it through <see cref="EnterCompareAndWrite"/>, which also waits for
+    /// the writes that run without a thread (<see cref="BeginAsyncWrite"/>).</summary>
     public ReaderWriterLockSlim WriteOrdering { get; } = new(LockRecursionPolicy.NoRecursion);
+
+    private long _asyncWrites;
+
+    /// <summary>
+    /// A write about to start on a store that completes it on its own thread
+    /// (<see cref="IAsyncBackingStore"/>): it cannot hold <see cref="WriteOrdering"/>, a lock of
+    /// the thread that takes it, for as long as it runs, so it counts itself while holding the
+    /// lock for reading. A COMPARE AND WRITE that holds the lock for writing therefore sees every
+    /// such write that started before it, and none starts until it is done.
+    /// </summary>
+    internal void BeginAsyncWrite()
+    {
+        WriteOrdering.EnterReadLock();
+        Interlocked.Increment(ref _asyncWrites);
+        WriteOrdering.ExitReadLock();
+    }
+
+    /// <summary>The write of <see cref="BeginAsyncWrite"/> completed (or never started).</summary>
+    internal void EndAsyncWrite() => Interlocked.Decrement(ref _asyncWrites);
+
+    /// <summary>COMPARE AND WRITE: no other write of the volume runs until <see cref="ExitCompareAndWrite"/>
+    /// (SBC-3 5.2: the compare and the write are one atomic operation).</summary>
+    internal void EnterCompareAndWrite()
+    {
+        WriteOrdering.EnterWriteLock();
+        var spin = new SpinWait();
+        while (Interlocked.Read(ref _asyncWrites) != 0) spin.SpinOnce();
+    }
+
+    internal void ExitCompareAndWrite() => WriteOrdering.ExitWriteLock();
 
     /// <summary>WCE in the Caching mode page; false means every write is written through.</summary>
     public bool WriteCacheEnabled { get; set; } = true;
@@ -174,7 +210,7 @@ public sealed class Volume : ICommandDrain, IDisposable
         var path = new VolumePath(this, name, nexus, unboundReason);
         lock (_pathsLock)
             _paths = [.. _paths, path];
-        Reservations.PathsChanged();
+        PathsChanged();
         return path;
     }
 
@@ -182,7 +218,14 @@ public sealed class Volume : ICommandDrain, IDisposable
     {
         lock (_pathsLock)
             _paths = _paths.Where(p => p != path).ToArray();
+        PathsChanged();
+    }
+
+    /// <summary>A path joined, left, or was bound or unbound: the nexuses and target ports changed.</summary>
+    internal void PathsChanged()
+    {
         Reservations.PathsChanged();
+        PortGroups.PathsChanged();
     }
 
     /// <summary>
@@ -214,6 +257,7 @@ public sealed class Volume : ICommandDrain, IDisposable
 
     public void Dispose()
     {
+        PortGroups.Dispose(); // withdraws this host's ports while the cluster store still works
         _clusterStore?.Dispose();
         Store.Dispose();
         WriteOrdering.Dispose();

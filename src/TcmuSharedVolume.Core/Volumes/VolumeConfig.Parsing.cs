@@ -5,7 +5,7 @@ namespace TcmuSharedVolume.Volumes;
 
 public sealed partial class VolumeConfig
 {
-    private const string KnownOptions = "size, serial, initiator, target, rtpi, direct, discard_zeroes, preallocate, abort_timeout";
+    private const string KnownOptions = "size, serial, initiator, target, rtpi, direct, discard_zeroes, preallocate, abort_timeout, optimized_host";
 
     public static VolumeConfig Parse(string devConfig) =>
         TryParse(devConfig, out var config, out var reason) ? config : throw new FormatException(reason);
@@ -51,7 +51,7 @@ public sealed partial class VolumeConfig
             if (item.IsEmpty) continue;
             int eq = item.IndexOf('=');
             var key = (eq < 0 ? item : item[..eq]).Trim().ToString().ToLowerInvariant();
-            if (key is not ("size" or "serial" or "initiator" or "target" or "rtpi" or "direct" or "discard_zeroes" or "preallocate" or "abort_timeout"))
+            if (key is not ("size" or "serial" or "initiator" or "target" or "rtpi" or "direct" or "discard_zeroes" or "preallocate" or "abort_timeout" or "optimized_host"))
             {
                 reason = $"unknown option '{key}': known options are {KnownOptions}";
                 return false;
@@ -143,6 +143,14 @@ public sealed partial class VolumeConfig
                     return false;
                 }
                 AbortTimeout = TimeSpan.FromSeconds(seconds);
+                return true;
+            case "optimized_host":
+                if (!ConfigString.TryParseUInt(value, out var host) || host is 0 or > PortGroupDirectory.MaxGroup)
+                {
+                    reason = $"optimized_host={value} must be the host_id of the host whose target port group is Active/Optimized, 1 to {PortGroupDirectory.MaxGroup} (1 also for a host without host_id)";
+                    return false;
+                }
+                OptimizedHost = (int)host;
                 return true;
             default: // preallocate
                 if (!TryFlag(key, value, out var pre, out reason)) return false;

@@ -13,7 +13,8 @@ namespace TcmuSharedVolume.Volumes;
 /// <c>target=</c> and <c>rtpi=</c> (an explicit I_T nexus, overriding what configfs says),
 /// <c>direct=1</c> (O_DIRECT, block devices only), <c>discard_zeroes=1</c> (a block device's
 /// discarded ranges read zeroes: LBPRZ), <c>preallocate=1</c> (allocate the whole
-/// file when size= creates it).</para>
+/// file when size= creates it), <c>optimized_host=</c> (ALUA: only that host's target port
+/// group is Active/Optimized, <see cref="PortGroupDirectory"/>).</para>
 /// <para>A Ceph RBD image instead of a path: <c>sharedvol/rbd/POOL/IMAGE</c>, with <c>ceph_conf=</c>
 /// and <c>ceph_id=</c> (<see cref="RbdLocation"/>).</para>
 /// </summary>
@@ -66,6 +67,10 @@ public sealed partial class VolumeConfig
     /// <summary>How long PREEMPT AND ABORT waits for the preempted nexuses' commands before it
     /// fails (<c>abort_timeout=</c> seconds); null for the default.</summary>
     public TimeSpan? AbortTimeout { get; private set; }
+
+    /// <summary>ALUA: the host_id whose target port group alone is Active/Optimized, the others
+    /// Active/Non-optimized; null: every group Active/Optimized (symmetric, the default).</summary>
+    public int? OptimizedHost { get; private set; }
 
     /// <summary>Largest <c>abort_timeout=</c>: the answer must reach the initiator before its own
     /// command timeout (30 s in Linux sd and in LIO's TCMU cmd_time_out by default).</summary>

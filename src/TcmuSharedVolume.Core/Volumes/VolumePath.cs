@@ -40,7 +40,7 @@ public sealed class VolumePath
         if (Interlocked.CompareExchange(ref _nexus, nexus, null) is { } existing)
             return existing.Equals(nexus);
         Volatile.Write(ref _unboundReason, null);
-        Volume.Reservations.PathsChanged();
+        Volume.PathsChanged();
         DeliverPowerOn();
         return true;
     }
@@ -55,7 +55,7 @@ public sealed class VolumePath
         // The reason first: a reader that sees no nexus finds why.
         Volatile.Write(ref _unboundReason, reason);
         if (Interlocked.Exchange(ref _nexus, null) is null) return false;
-        Volume.Reservations.PathsChanged();
+        Volume.PathsChanged();
         return true;
     }
 

@@ -76,6 +76,8 @@ public sealed unsafe class TcmuService : IDisposable
         "             whose pool zeroes new blocks is recognised without it.\n" +
         "  abort_timeout  seconds PREEMPT AND ABORT waits for the fenced node's commands before it\n" +
         "             fails (1-25, default 20); below the initiators' command timeout.\n" +
+        "  optimized_host  ALUA: the host_id whose target port group alone is Active/Optimized, the\n" +
+        "             others Active/Non-optimized (1-63); default: every group Active/Optimized.\n" +
         "Or a Ceph RBD image: sharedvol/rbd/<pool>/<image>[;ceph_conf=<path>][;ceph_id=<id>][;serial=...]\n" +
         "  ceph_conf  the cluster's ceph.conf, absolute (default: librados' search, /etc/ceph/ceph.conf).\n" +
         "  ceph_id    the Ceph client without 'client.' (default admin); its key from the keyring\n" +

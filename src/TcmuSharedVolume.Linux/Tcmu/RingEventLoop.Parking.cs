@@ -19,6 +19,52 @@ public sealed unsafe partial class RingEventLoop
     private int _watchWakePending;
     private long _standbyWakeups;   // standing-by threads that woke, for any reason
 
+    /// <summary>Threads that may wait in epoll at once while nothing runs; the others park.</summary>
+    private const int MaxPolling = 2;
+
+    private readonly int _parkEpoll;      // only _park in it
+    private readonly int _park;           // wakes one parked thread
+    private int _polling;           // threads in (or entering) a blocking epoll_wait
+    private int _parked;            // idle threads parked
+    private int _parkWakePending;
+
+    private bool TryEnterPolling()
+    {
+        while (true)
+        {
+            int n = Volatile.Read(ref _polling);
+            if (n >= MaxPolling) return false;
+            if (Interlocked.CompareExchange(ref _polling, n + 1, n) == n) return true;
+        }
+    }
+
+    /// <summary>A thread leaves epoll (for work, or to stop). If it was the last one there, a
+    /// parked thread takes its place, so that events are still collected while it works (full
+    /// fences order this against <see cref="Park"/>'s re-check).</summary>
+    private void LeavePolling()
+    {
+        if (Interlocked.Decrement(ref _polling) == 0 && Volatile.Read(ref _parked) > 0) WakeParked();
+    }
+
+    /// <summary>An idle thread while <see cref="MaxPolling"/> others wait in epoll: sleeps until
+    /// woken (the last of them left epoll for work, more work than the working threads take, a
+    /// watch to take over, stop). Those in epoll collect events meanwhile, commands running or not.</summary>
+    private void Park(EpollEvent* events)
+    {
+        Interlocked.Increment(ref _parked);
+        if (Volatile.Read(ref _polling) >= MaxPolling && !HasRunnableWork() && !_threadsExit)
+            Libc.epoll_wait(_parkEpoll, events, 1, -1);
+        Interlocked.Exchange(ref _parkWakePending, 0);
+        Interlocked.Decrement(ref _parked);
+    }
+
+    private void WakeParked()
+    {
+        if (Interlocked.Exchange(ref _parkWakePending, 1) != 0) return;
+        ulong one = 1;
+        Libc.write(_park, &one, sizeof(ulong));
+    }
+
     /// <summary>How many times a standing-by thread woke up (work, the watch's timeout, stop).</summary>
     internal long StandbyWakeups => Interlocked.Read(ref _standbyWakeups);
 

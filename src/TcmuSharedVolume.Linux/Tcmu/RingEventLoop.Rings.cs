@@ -8,7 +8,7 @@ namespace TcmuSharedVolume.Linux.Tcmu;
 public sealed unsafe partial class RingEventLoop
 {
     private sealed class RingContext(RingEventLoop loop, TcmuRing ring, IRingEventSource source, ICommandExecutor executor, ulong token)
-        : IRingConsumer
+        : IRingConsumer, ICommandCompletion
     {
         public readonly TcmuRing Ring = ring;
         public readonly IRingEventSource Source = source;
@@ -19,10 +19,13 @@ public sealed unsafe partial class RingEventLoop
         public int PendingCount;
         public int Running;                              // under loop._sched
         /// <summary>Threads that may still touch the ring or its mapping: a command taken until
-        /// its kick is done (which is after <see cref="Running"/> drops), a drain until its kick.
+        /// its kick is done (which is after <see cref="Running"/> drops; for a command the store
+        /// finishes on its own thread, after that thread's kick), a drain until its kick.
         /// Interlocked. The mapping may be freed only when this is 0 and the ring is detached.</summary>
         public int Users;
         public bool Scheduled;                           // in the run queue; under loop._sched
+        /// <summary>Its last command went to a store that finishes it on its own thread; under loop._sched.</summary>
+        public bool HandsOff;
         public volatile bool Detached;
 
         public void OnCommand(ScsiCommand command)
@@ -32,6 +35,8 @@ public sealed unsafe partial class RingEventLoop
         }
 
         public void OnTaskManagement(TmrType type, ReadOnlySpan<ushort> commandIds) => loop.TaskManagement(this, type, commandIds);
+
+        public void Finished(ScsiCommand command) => loop.FinishedLater(this, command);
     }
 
     private readonly Action<TcmuRing, string>? _ringLost;

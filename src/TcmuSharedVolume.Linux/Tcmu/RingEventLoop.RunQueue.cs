@@ -33,38 +33,66 @@ public sealed unsafe partial class RingEventLoop
                 _executing++;
                 // Back to the end of the line: the next command of this ring waits for the other rings' turn.
                 Schedule(ctx);
-                more = _runQueue.Count > 0 && _executing < WorkerCount;
+                // A ring whose commands go to their store and return (RBD) is back to this
+                // thread in microseconds: waking another one for it costs more than it saves.
+                more = _runQueue.Count > 0 && _executing < WorkerCount
+                    && !(ctx.HandsOff && _runQueue.Count == 1 && ctx.Scheduled);
                 break;
             }
         }
         if (more)
         {
-            // A standing-by thread if there is one; else one asleep in epoll.
+            // A standing-by thread if there is one; else one asleep in epoll; else a parked one.
             if (Volatile.Read(ref _standingBy) > 0) WakeStandby();
+            else if (Volatile.Read(ref _polling) == 0 && Volatile.Read(ref _parked) > 0) WakeParked();
             else Wake();
         }
         return true;
     }
 
-    private void Execute(RingContext ctx, ScsiCommand command)
+    /// <summary>Runs one command; false when it went to its store, which finishes it (<see cref="FinishedLater"/>).</summary>
+    private bool Execute(RingContext ctx, ScsiCommand command)
     {
+        bool finished = true;
+        command.Completion = ctx;
         try
         {
-            ctx.Executor.Execute(command);
+            finished = ctx.Executor.Execute(command);
         }
         catch (Exception e)
         {
             Log.Error($"{ctx.Ring.Name}: command {command.OperationCode:X2}h failed: {e}");
             command.CheckCondition(SenseCode.InternalTargetFailure);
         }
-        ctx.Ring.Complete(command); // the command is back in the pool: do not touch it again
+        if (finished) ctx.Ring.Complete(command); // the command is back in the pool: do not touch it again
 
+        // A command left with the store frees its run slot now: it holds no thread.
         lock (_sched)
         {
+            ctx.HandsOff = !finished;
             ctx.Running--;
             _executing--;
             Schedule(ctx);
         }
+        if (finished) Kick(ctx);
+        return finished;
+    }
+
+    /// <summary>
+    /// <see cref="ICommandCompletion.Finished"/> of a command that the store finished on its own
+    /// thread after <see cref="Execute"/> returned: completed and kicked there, like one that
+    /// finished at once. Its <see cref="RingContext.Users"/> count, taken in
+    /// <see cref="TryTake"/>, ends only after the kick, so Remove and Stop wait for it.
+    /// </summary>
+    private void FinishedLater(RingContext ctx, ScsiCommand command)
+    {
+        ctx.Ring.Complete(command);
+        Kick(ctx);
+    }
+
+    /// <summary>Kicks after a command's completion and lets the ring go (<see cref="RingContext.Users"/>).</summary>
+    private void Kick(RingContext ctx)
+    {
         try
         {
             ctx.Ring.Flush();

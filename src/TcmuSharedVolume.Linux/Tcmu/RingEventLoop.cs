@@ -24,6 +24,16 @@ namespace TcmuSharedVolume.Linux.Tcmu;
 /// work while others sleep wakes one of them to take its place. At most
 /// <see cref="WorkerCount"/> commands run at once and there is one thread more than that, so
 /// some thread is always free to collect events.
+/// A READ or WRITE on a store that finishes it on its own thread (Ceph RBD) leaves its run slot
+/// when the request is started: the store's thread completes and kicks it
+/// (<see cref="ICommandExecutor.Execute"/> returns false), so such commands in flight are as
+/// many as the kernel queues, not as many as there are workers; the ring stays in use
+/// (<see cref="Remove"/>, <see cref="Stop"/>) until the last of them is kicked.
+/// With nothing running, at most two threads wait in epoll; the others park on a private eventfd
+/// until those two are both at work. epoll wakes its waiters in turn, so with every idle thread
+/// in epoll a stream of commands that each take microseconds (RBD's, above) rotated through all
+/// of them, each woken cold; with two, the same two warm threads take them (measured on RBD at
+/// queue depth 32: 15 % less CPU per command).
 /// Fairness: each ring has its own queue; rings with work are served round-robin one command at
 /// a time, and no ring may run more than <see cref="MaxRunningPerRing"/> commands at once, so a
 /// slow volume leaves threads for the others.
@@ -55,7 +65,8 @@ public sealed unsafe partial class RingEventLoop : IDisposable
     /// one thread more.</param>
     /// <param name="maxRunningPerRing">Most commands one ring may run at once; default workers − 1 (at least 1).</param>
     /// <param name="ringLost">Called once per ring that stops being served (device gone, ring failed,
-    /// kick failed), on one of the loop's threads. Call <see cref="Remove"/> afterwards, from
+    /// kick failed), on one of the loop's threads or on the thread of a store that finished a
+    /// command (librbd's: its kick failed). Keep it short. Call <see cref="Remove"/> afterwards, from
     /// another thread, before unmapping.</param>
     public RingEventLoop(int workerCount = 0, int maxRunningPerRing = 0, Action<TcmuRing, string>? ringLost = null)
     {
@@ -86,13 +97,16 @@ public sealed unsafe partial class RingEventLoop : IDisposable
         _standby = Libc.eventfd(0, Libc.EFD_CLOEXEC | Libc.EFD_NONBLOCK);
         _watchEpoll = Libc.epoll_create1(Libc.EPOLL_CLOEXEC);
         _watchWake = Libc.eventfd(0, Libc.EFD_CLOEXEC | Libc.EFD_NONBLOCK);
+        _parkEpoll = Libc.epoll_create1(Libc.EPOLL_CLOEXEC);
+        _park = Libc.eventfd(0, Libc.EFD_CLOEXEC | Libc.EFD_NONBLOCK);
         var sev = new EpollEvent { Events = Libc.EPOLLIN | Libc.EPOLLET, Data = WakeToken };
-        if (_standbyEpoll < 0 || _standby < 0 || _watchEpoll < 0 || _watchWake < 0
+        if (_standbyEpoll < 0 || _standby < 0 || _watchEpoll < 0 || _watchWake < 0 || _parkEpoll < 0 || _park < 0
             || Libc.epoll_ctl(_standbyEpoll, Libc.EPOLL_CTL_ADD, _standby, &sev) < 0
-            || Libc.epoll_ctl(_watchEpoll, Libc.EPOLL_CTL_ADD, _watchWake, &sev) < 0)
+            || Libc.epoll_ctl(_watchEpoll, Libc.EPOLL_CTL_ADD, _watchWake, &sev) < 0
+            || Libc.epoll_ctl(_parkEpoll, Libc.EPOLL_CTL_ADD, _park, &sev) < 0)
         {
             var e = Errno("standby eventfd/epoll");
-            foreach (int fd in new[] { _watchWake, _watchEpoll, _standby, _standbyEpoll, _wake, _epoll })
+            foreach (int fd in new[] { _park, _parkEpoll, _watchWake, _watchEpoll, _standby, _standbyEpoll, _wake, _epoll })
                 if (fd >= 0) Libc.close(fd);
             throw e;
         }
@@ -132,6 +146,7 @@ public sealed unsafe partial class RingEventLoop : IDisposable
         Wake(); // each thread passes the wakes on as it leaves
         WakeStandby();
         WakeWatch();
+        WakeParked();
         foreach (var t in _threads)
         {
             var left = deadline - DateTime.UtcNow;
@@ -153,22 +168,31 @@ public sealed unsafe partial class RingEventLoop : IDisposable
         Libc.close(_standbyEpoll);
         Libc.close(_watchWake);
         Libc.close(_watchEpoll);
+        Libc.close(_park);
+        Libc.close(_parkEpoll);
     }
 
     /// <summary>Every thread: run queued commands while there are any it may take, else collect
-    /// events; sleep in epoll only when no command runs, else stand by.</summary>
+    /// events; sleep in epoll (at most two threads, the others park) only when no command runs or
+    /// this thread's last one went to its store, else stand by.</summary>
     private void Work()
     {
         t_servedBy = this;
         var events = stackalloc EpollEvent[MaxEvents];
+        bool handedOff = false;
         while (true)
         {
             if (TryTake(out var ctx, out var command))
             {
                 // If this thread was the watch, the others standing by sleep without a timeout:
-                // one of them takes the watch over (full fences order this against StandBy).
-                if (Volatile.Read(ref _watching) == 0 && Volatile.Read(ref _standingBy) > 0) WakeStandby();
-                Execute(ctx, command);
+                // one of them takes the watch over (full fences order this against StandBy). With
+                // no thread in epoll either, a parked one does.
+                if (Volatile.Read(ref _watching) == 0)
+                {
+                    if (Volatile.Read(ref _standingBy) > 0) WakeStandby();
+                    else if (Volatile.Read(ref _polling) == 0 && Volatile.Read(ref _parked) > 0) WakeParked();
+                }
+                handedOff = !Execute(ctx, command);
                 continue;
             }
             if (_threadsExit)
@@ -176,14 +200,28 @@ public sealed unsafe partial class RingEventLoop : IDisposable
                 Interlocked.Exchange(ref _wakePending, 0);
                 Interlocked.Exchange(ref _standbyWakePending, 0);
                 Interlocked.Exchange(ref _watchWakePending, 0);
+                Interlocked.Exchange(ref _parkWakePending, 0);
                 Wake(); // the next thread leaves too
                 WakeStandby();
                 WakeWatch();
+                WakeParked();
                 return;
             }
-            if (Volatile.Read(ref _executing) == 0)
+            // A thread whose last command went to its store is as good as idle: what runs
+            // elsewhere is most likely the same kind, back in microseconds, and a stream of such
+            // commands needs a thread in epoll for each next one, not one standing by.
+            if (Volatile.Read(ref _executing) == 0 || handedOff)
             {
-                if (!Poll(events, block: true)) return;
+                handedOff = false;
+                // At most MaxPolling threads wait in epoll; the others park (Parking.cs).
+                if (!TryEnterPolling())
+                {
+                    Park(events);
+                    continue;
+                }
+                bool ok = Poll(events, block: true);
+                LeavePolling();
+                if (!ok) return;
                 continue;
             }
             // Commands are running: take what has arrived without sleeping in epoll (where every

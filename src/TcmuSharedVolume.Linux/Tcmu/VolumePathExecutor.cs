@@ -22,7 +22,7 @@ public sealed class VolumePathExecutor(VolumePath path, Action? tryBind = null, 
 {
     public VolumePath Path => path;
 
-    public void Execute(ScsiCommand command)
+    public bool Execute(ScsiCommand command)
     {
         if (tryBind is not null && path.Nexus is null && command.CdbLength > 0
             && OperationCode.IsReservationCommand(command.OperationCode))
@@ -38,8 +38,11 @@ public sealed class VolumePathExecutor(VolumePath path, Action? tryBind = null, 
         }
         command.DescriptorSense = path.Volume.DescriptorSense;
         long start = Stopwatch.GetTimestamp();
-        CommandSet.Execute(path, command);
+        command.ReceivedTimestamp = start;
+        // Finished later on the store's thread, which records it there (AsyncTransfer).
+        if (!CommandSet.Execute(path, command)) return false;
         path.Metrics.Record(command, Stopwatch.GetTimestamp() - start);
+        return true;
     }
 
     public void TaskManagement(TmrType type, ReadOnlySpan<ushort> commandIds)

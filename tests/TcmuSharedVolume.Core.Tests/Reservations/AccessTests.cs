@@ -104,6 +104,8 @@ public class AccessTests
         { "READ DEFECT DATA(12)", [0xB7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], "ORoOoR" },
         { "RECEIVE COPY RESULTS", [0x84, 0x03, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10, 0, 0], "ORoOoR" },
         { "vendor opcode", [0xC0, 0, 0, 0, 0, 0], "RRoRoR" },
+        // Not supported (implicit ALUA only), but a fenced node still hears RESERVATION CONFLICT.
+        { "SET TARGET PORT GROUPS", [0xA4, 0x0A, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0], "RRoRoR" },
     };
 
     /// <summary>

@@ -40,7 +40,7 @@ public sealed class PrimaryCommandsTests : IDisposable
         Assert.Equal(0x06, d[2]);           // SPC-4
         Assert.Equal(0x02, d[3] & 0x0F);    // response data format 2
         Assert.Equal(d.Length - 5, d[4]);   // ADDITIONAL LENGTH
-        Assert.Equal(0, d[5] & 0x30);       // TPGS=0
+        Assert.Equal(0x10, d[5] & 0x30);    // TPGS=01b: implicit ALUA
         Assert.Equal(0x02, d[7] & 0x02);    // CMDQUE
         Assert.Equal("TSV     ", Encoding.ASCII.GetString(d, 8, 8));
         Assert.Equal("SharedVolume    ", Encoding.ASCII.GetString(d, 16, 16));
@@ -541,10 +541,10 @@ public sealed class PrimaryCommandsTests : IDisposable
         // Option 3 works for both kinds.
         Assert.Equal(0x03, In(_a, Cdb.Rsoc(3, 0x28), 512).DataIn[1] & 7);
         Assert.Equal(0x03, In(_a, Cdb.Rsoc(3, 0x5F, 0x05), 512).DataIn[1] & 7);
-        // Other MAINTENANCE IN service actions (e.g. REPORT TARGET PORT GROUPS) are refused.
-        var rtpg = In(_a, [0xA3, 0x0A, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0], 1024);
-        rtpg.AssertCheck(SenseCode.InvalidFieldInCdb);
-        Assert.Equal((true, 1, 4), rtpg.FieldPointer);
+        // Other MAINTENANCE IN service actions (e.g. REPORT ALIASES) are refused.
+        var aliases = In(_a, [0xA3, 0x0B, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0], 1024);
+        aliases.AssertCheck(SenseCode.InvalidFieldInCdb);
+        Assert.Equal((true, 1, 4), aliases.FieldPointer);
     }
 
     [Fact]

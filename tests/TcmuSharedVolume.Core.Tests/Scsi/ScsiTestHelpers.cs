@@ -159,6 +159,39 @@ public sealed class ScsiFixture : IDisposable
         return Run(path, cdb, data);
     }
 
+    /// <summary>
+    /// Runs a command as a transport that lets commands finish later does (TCMU's event loop):
+    /// with a <see cref="ScsiCommand.Completion"/>, waiting for it when the command went to a
+    /// store that finishes on its own thread. Later: whether it did.
+    /// </summary>
+    public static (Result Result, bool Later) RunLater(VolumePath path, ReadOnlySpan<byte> cdb, NativeData? data = null)
+    {
+        var command = new ScsiCommand();
+        command.SetCdb(cdb);
+        command.Data = data?.Buffer ?? DataBuffer.Empty;
+        command.DescriptorSense = path.Volume.DescriptorSense;
+        var done = new LaterCompletion();
+        command.Completion = done;
+        bool later = !CommandSet.Execute(path, command);
+        if (later) Assert.True(done.Wait(TimeSpan.FromSeconds(60)), "the store never finished the command");
+        else Assert.Null(done.FinishedOn);
+        byte[] dataIn = data?.ToArray() ?? [];
+        long n = command.DataInLength < 0 ? dataIn.Length : command.DataInLength;
+        return (new Result(command.Status, command.Sense.ToArray(), dataIn.AsSpan(0, (int)Math.Min(n, dataIn.Length)).ToArray(), command.DataInLength), later);
+    }
+
+    public static (Result Result, bool Later) InLater(VolumePath path, ReadOnlySpan<byte> cdb, int length, int segments = 3)
+    {
+        using var data = new NativeData(length, segments);
+        return RunLater(path, cdb, data);
+    }
+
+    public static (Result Result, bool Later) OutLater(VolumePath path, ReadOnlySpan<byte> cdb, ReadOnlySpan<byte> bytes, int segments = 3)
+    {
+        using var data = NativeData.From(bytes, segments);
+        return RunLater(path, cdb, data);
+    }
+
     public static unsafe long AllocatedBytes(string file)
     {
         int fd = Libc.open(file, Libc.O_RDONLY | Libc.O_CLOEXEC, 0);
@@ -353,4 +386,57 @@ public sealed class FaultStore(IBackingStore inner) : IBackingStore
     public void WriteZeroes(long offset, long length) { FailWrite(false); inner.WriteZeroes(offset, length); }
     public AllocationState GetAllocation(long offset, out long runLength) { FailRead(); return inner.GetAllocation(offset, out runLength); }
     public void Dispose() => inner.Dispose();
+}
+
+/// <summary>The transport's side of a command that finishes later: where and when it finished.</summary>
+public sealed class LaterCompletion : ICommandCompletion
+{
+    // A monitor, not a ManualResetEventSlim: that one allocates its lock the first time a Wait
+    // has to block, which would count against the no-allocation tests whenever it happens.
+    private readonly object _gate = new();
+    private bool _done;
+
+    /// <summary>The thread that finished the command (the store's).</summary>
+    public Thread? FinishedOn { get; private set; }
+
+    /// <summary><see cref="GC.GetAllocatedBytesForCurrentThread"/> on that thread as it finished.</summary>
+    public long AllocatedOnThatThread { get; private set; }
+
+    /// <summary>How many commands this completion finished.</summary>
+    public int Count => Volatile.Read(ref _count);
+
+    private int _count;
+
+    public void Finished(ScsiCommand command)
+    {
+        FinishedOn = Thread.CurrentThread;
+        AllocatedOnThatThread = GC.GetAllocatedBytesForCurrentThread();
+        Interlocked.Increment(ref _count);
+        lock (_gate)
+        {
+            _done = true;
+            Monitor.PulseAll(_gate);
+        }
+    }
+
+    public bool Wait(TimeSpan timeout)
+    {
+        long deadline = Environment.TickCount64 + (long)timeout.TotalMilliseconds;
+        lock (_gate)
+        {
+            while (!_done)
+            {
+                long left = deadline - Environment.TickCount64;
+                if (left <= 0) return false;
+                Monitor.Wait(_gate, (int)left);
+            }
+            return true;
+        }
+    }
+
+    /// <summary>For the next command (one at a time).</summary>
+    public void Reset()
+    {
+        lock (_gate) _done = false;
+    }
 }

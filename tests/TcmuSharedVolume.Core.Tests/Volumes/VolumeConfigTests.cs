@@ -14,7 +14,7 @@ public sealed class VolumeConfigTests : IDisposable
     public void ParsesPathAndEveryOption()
     {
         var c = VolumeConfig.Parse("sharedvol//srv/vols/vol1.img;size=10G;serial=vol1-serial;initiator=iqn.1994-05.com.redhat%3Anode1;" +
-                                   "target=iqn.2003-01.org.linux-iscsi.h%3Asn.1,t,0x0002;rtpi=3;preallocate=1;abort_timeout=12");
+                                   "target=iqn.2003-01.org.linux-iscsi.h%3Asn.1,t,0x0002;rtpi=3;preallocate=1;abort_timeout=12;optimized_host=2");
         Assert.Equal("/srv/vols/vol1.img", c.Path);
         Assert.Equal(10L << 30, c.SizeBytes);
         Assert.Equal("vol1-serial", c.Serial);
@@ -26,6 +26,8 @@ public sealed class VolumeConfigTests : IDisposable
         Assert.False(c.Direct);
         Assert.Equal(TimeSpan.FromSeconds(12), c.AbortTimeout);
         Assert.Null(VolumeConfig.Parse("sharedvol//srv/x.img").AbortTimeout);
+        Assert.Equal(2, c.OptimizedHost);
+        Assert.Null(VolumeConfig.Parse("sharedvol//srv/x.img").OptimizedHost); // symmetric active/active
     }
 
     [Theory]
@@ -58,6 +60,9 @@ public sealed class VolumeConfigTests : IDisposable
     [InlineData("sharedvol//srv/x.img;abort_timeout=0", "from 1 to 25")]
     [InlineData("sharedvol//srv/x.img;abort_timeout=30", "below the initiators' command timeout")]
     [InlineData("sharedvol//srv/x.img;abort_timeout=2.5", "whole seconds")]
+    [InlineData("sharedvol//srv/x.img;optimized_host=0", "host_id of the host whose target port group is Active/Optimized, 1 to 63")]
+    [InlineData("sharedvol//srv/x.img;optimized_host=64", "1 to 63")]
+    [InlineData("sharedvol//srv/x.img;optimized_host=two", "1 to 63")]
     public void RejectsWithAReasonTheUserCanActOn(string devConfig, string expected)
     {
         Assert.False(VolumeConfig.TryParse(devConfig, out var config, out var reason));

@@ -83,7 +83,7 @@ internal sealed class PatternExecutor : ICommandExecutor
         return data;
     }
 
-    public void Execute(ScsiCommand command)
+    public bool Execute(ScsiCommand command)
     {
         Interlocked.Increment(ref Running);
         try
@@ -110,6 +110,7 @@ internal sealed class PatternExecutor : ICommandExecutor
             Interlocked.Decrement(ref Running);
             Interlocked.Increment(ref Executed);
         }
+        return true;
     }
 
     public void TaskManagement(TmrType type, ReadOnlySpan<ushort> commandIds) => Tmrs.Enqueue((type, commandIds.ToArray()));

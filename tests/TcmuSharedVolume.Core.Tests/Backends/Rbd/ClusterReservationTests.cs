@@ -188,6 +188,41 @@ public sealed class ClusterReservationTests : IDisposable
     }
 
     [Fact]
+    public void PreemptAndAbortWaitsForTheFencedNexusWritesStillInTheStore()
+    {
+        var h1 = StartHost(1);
+        // Host 2 runs its writes as the event loop does: started, and finished by librbd's
+        // callback. Each reaches librbd 50 ms after it passed the gate (a slow network), the
+        // window in which only its count on the path stands between it and host 1's GOOD.
+        var h2 = StartHost(2, wrap: s => new ThreadedAsyncStore(s) { Delay = TimeSpan.FromMilliseconds(50) });
+        h2.Register(2).AssertGood();
+        h2.Reserve(2).AssertGood();
+        h1.Register(1).AssertGood();
+
+        var mine = Pattern(8 * Bs, 9);
+        int good = 0, notLater = 0;
+        var writer = new Thread(() =>
+        {
+            while (true)
+            {
+                var (r, later) = OutLater(h2.Path, Cdb.Write10(1000, 8), mine);
+                if (!later && r.Status == ScsiStatus.Good) notLater++;
+                if (r.Status == ScsiStatus.Good) Interlocked.Increment(ref good);
+                else if (r.Status == ScsiStatus.ReservationConflict) break;
+            }
+        });
+        writer.Start();
+        while (Volatile.Read(ref good) < 3) Thread.Sleep(1);
+        h1.PreemptAndAbort(1, 2).AssertGood();
+        var marker = Pattern(8 * Bs, 10);
+        h1.Write(1000, marker).AssertGood();
+        Assert.True(writer.Join(TimeSpan.FromSeconds(30)), "host 2's writer never saw the conflict");
+        Assert.Equal(0, notLater); // every GOOD write went through the store's thread
+        Assert.Equal(0, h2.Path.InFlight);
+        Assert.Equal(marker, In(h1.Path, Cdb.Read10(1000, 8), 8 * Bs).DataIn);
+    }
+
+    [Fact]
     public void UnitAttentionsReachTheOtherHostsNexus()
     {
         var h1 = StartHost(1);
@@ -302,6 +337,44 @@ public sealed class ClusterReservationTests : IDisposable
         h1.Release(1).AssertGood();
         h2.Register(22).AssertGood();
         Assert.Equal(1, h1.Table.FencedHosts);
+    }
+
+    /// <summary>(group, ports) of REPORT TARGET PORT GROUPS through a host, length-only format.</summary>
+    private static (ushort Group, ushort[] Ports)[] ReportTargetPortGroups(Host h)
+    {
+        var r = In(h.Path, [OperationCode.MaintenanceIn, OperationCode.ServiceActionReportTargetPortGroups, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0], 1024);
+        r.AssertGood();
+        var d = r.DataIn;
+        var groups = new List<(ushort, ushort[])>();
+        for (int at = 4; at < d.Length; at += 8 + 4 * d[at + 7])
+            groups.Add((BinaryPrimitives.ReadUInt16BigEndian(d.AsSpan(at + 2)),
+                Enumerable.Range(0, d[at + 7]).Select(i => BinaryPrimitives.ReadUInt16BigEndian(d.AsSpan(at + 10 + 4 * i))).ToArray()));
+        return [.. groups];
+    }
+
+    [Fact]
+    public void EveryHostListsEveryHostsTargetPortGroupThroughTheTableObject()
+    {
+        var h1 = StartHost(1);
+        var h2 = StartHost(2);
+        h1.Volume.PortGroups.Configure(hostId: 1, optimizedHost: null);
+        h2.Volume.PortGroups.Configure(hostId: 2, optimizedHost: null);
+        foreach (var h in new[] { h1, h2, h1 }) h.Volume.PortGroups.Refresh();
+        foreach (var h in new[] { h1, h2 })
+        {
+            var groups = ReportTargetPortGroups(h);
+            Assert.Equal(new ushort[] { 1, 2 }, groups.Select(g => g.Group));
+            Assert.Equal(new ushort[] { 1 }, groups[0].Ports);
+            Assert.Equal(new ushort[] { 2 }, groups[1].Ports);
+        }
+        // What another tool sees: one xattr per host on the table's object.
+        Assert.Equal("2", _ceph.Rados("-p", CephCluster.Pool, "getxattr", RbdReservationStore.ObjectName(_image), "tsv.ports.2").Trim());
+
+        // A host that stops serving withdraws its group.
+        h2.Dispose();
+        _hosts.Remove(h2);
+        h1.Volume.PortGroups.Refresh();
+        Assert.Equal(new ushort[] { 1 }, ReportTargetPortGroups(h1).Select(g => g.Group));
     }
 
     private sealed class RecordingSink : IReservationAuditSink
