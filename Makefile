@@ -9,7 +9,7 @@ BIN := $(OUT)/bin
 DOTNET ?= dotnet
 PREFIX ?= /usr/local
 
-.PHONY: build publish test e2e demo bench bench-e2e package install uninstall clean deps-vm
+.PHONY: build publish test e2e demo demo-cluster bench bench-e2e package install uninstall clean deps-vm
 
 build:
 	$(DOTNET) build TcmuSharedVolume.sln -c $(CONFIGURATION)
@@ -49,6 +49,11 @@ e2e: publish package
 demo: publish
 	scripts/vm/deps.sh
 	scripts/demo.sh
+
+# The same failover across two target hosts of one Ceph RBD volume (two VMs, dm-multipath).
+demo-cluster: publish
+	scripts/vm/deps.sh
+	scripts/vm/run tests/e2e/80-two-hosts-failover.sh
 
 bench:
 	$(DOTNET) run -c Release --project tests/TcmuSharedVolume.Benchmarks -- --filter '*' $(BENCH_ARGS)
