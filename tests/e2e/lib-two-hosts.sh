@@ -61,20 +61,25 @@ ceph_client() {
     install -m 0600 "$PAIR/ceph/ceph.client.tsv.keyring" /etc/ceph/ceph.client.tsv.keyring
 }
 
+# The initiators both hosts admit (EXPORT_INITIATORS, set before sourcing this file to change it)
+# and each one's --chap-secrets line, INITIATOR USER SECRET MUTUAL_USER MUTUAL_SECRET (a test
+# may redefine chap_line after sourcing): the nodes, with the secrets iscsi_login answers with.
+EXPORT_INITIATORS=${EXPORT_INITIATORS:-"$NODE1 $NODE2"}
+chap_line() { echo "$1 ${1##*:} $(chap_secret initiator "$1") tsv-target $(chap_secret target "$1")"; }
+
 # target_host_up: the daemon as the service with this host's host_id, and the export.
 target_host_up() {
     install_service
     mkdir -p /etc/tcmu-shared-volume
     printf 'host_id = %d\n' "$HOST" >/etc/tcmu-shared-volume/tcmu-shared-volume.conf
     service_start start
-    local n
+    local n args=()
     (umask 077
-     for n in "$NODE1" "$NODE2"; do
-         echo "$n ${n##*:} $(chap_secret initiator "$n") tsv-target $(chap_secret target "$n")"
-     done >/etc/tsv-chap.secrets)
+     for n in $EXPORT_INITIATORS; do chap_line "$n"; done >/etc/tsv-chap.secrets)
+    for n in $EXPORT_INITIATORS; do args+=(--initiator "$n"); done
     local t0; t0=$(date +%s%N)
-    tsv export iscsi --volume "$VOLUME" --conf /etc/ceph/ceph.conf --id tsv --target "$(host_target "$HOST")" --initiator "$NODE1" \
-        --initiator "$NODE2" --portal "$ADDR:3260" --chap-secrets /etc/tsv-chap.secrets >/dev/null
+    tsv export iscsi --volume "$VOLUME" --conf /etc/ceph/ceph.conf --id tsv --target "$(host_target "$HOST")" "${args[@]}" \
+        --portal "$ADDR:3260" --chap-secrets /etc/tsv-chap.secrets >/dev/null
     echo "host $HOST: exported $VOLUME on $(host_target "$HOST") at $ADDR:3260 in $(ms_since "$t0") ms"
     pair_signal "exported.h$HOST"
 }
