@@ -43,18 +43,6 @@ url() {
     echo "iscsi://$CHAP_USER%$(chap_secret initiator $CHAP_USER)@$(host_addr "$1")/$(host_target "$1")/0?target_user=tsv-target&target_password=$(chap_secret target $CHAP_USER)"
 }
 
-# commands_of INITIATOR: the commands this host's daemon finished on INITIATOR's path of the
-# volume (tsvctl status --json, the path's counters).
-commands_of() {
-    "$TSVCTL" status --json | python3 -c '
-import json, sys
-init = sys.argv[1]
-paths = [p for v in json.load(sys.stdin)["volumes"] for p in v["paths"]
-         if (p.get("initiator") or "").split(",")[0] == init]
-print(sum(((p.get("counters") or {}).get("commands") or 0) for p in paths) if paths else "unbound")
-' "$1"
-}
-
 say "VM $ROLE: $([ "$ROLE" = a ] && echo "Ceph, ")target host $HOST"
 load_modules
 if [ "$ROLE" = a ]; then ceph_up; fi

@@ -65,6 +65,10 @@ ceph_client() {
 # and each one's --chap-secrets line, INITIATOR USER SECRET MUTUAL_USER MUTUAL_SECRET (a test
 # may redefine chap_line after sourcing): the nodes, with the secrets iscsi_login answers with.
 EXPORT_INITIATORS=${EXPORT_INITIATORS:-"$NODE1 $NODE2"}
+# More options of `tsvctl export iscsi` on both hosts (e.g. --optimized-host 1), and the
+# multipath.conf the nodes install: set before sourcing to change them.
+EXPORT_OPTIONS=${EXPORT_OPTIONS:-}
+MULTIPATH_CONF=${MULTIPATH_CONF:-$REPO/tests/e2e/multipath.conf}
 chap_line() { echo "$1 ${1##*:} $(chap_secret initiator "$1") tsv-target $(chap_secret target "$1")"; }
 
 # target_host_up: the daemon as the service with this host's host_id, and the export.
@@ -79,7 +83,7 @@ target_host_up() {
     for n in $EXPORT_INITIATORS; do args+=(--initiator "$n"); done
     local t0; t0=$(date +%s%N)
     tsv export iscsi --volume "$VOLUME" --conf /etc/ceph/ceph.conf --id tsv --target "$(host_target "$HOST")" "${args[@]}" \
-        --portal "$ADDR:3260" --chap-secrets /etc/tsv-chap.secrets >/dev/null
+        --portal "$ADDR:3260" --chap-secrets /etc/tsv-chap.secrets $EXPORT_OPTIONS >/dev/null
     echo "host $HOST: exported $VOLUME on $(host_target "$HOST") at $ADDR:3260 in $(ms_since "$t0") ms"
     pair_signal "exported.h$HOST"
 }
@@ -90,7 +94,7 @@ node_up() {
     P1=$(PORTAL_IP=$(host_addr 1) iscsi_login "$(host_target 1)" "tsv-$NODE" "$NODE_IQN")
     P2=$(PORTAL_IP=$(host_addr 2) iscsi_login "$(host_target 2)" "tsv-$NODE" "$NODE_IQN")
     [ "$(vpd80 "$P1")" = "$(vpd80 "$P2")" ] || fail "the hosts report different serials: $(vpd80 "$P1") / $(vpd80 "$P2")"
-    install -m 0644 "$REPO/tests/e2e/multipath.conf" /etc/multipath.conf
+    install -m 0644 "$MULTIPATH_CONF" /etc/multipath.conf
     systemctl start multipathd.service || fail "multipathd did not start"
     local holder1 holder2
     for _ in $(seq 150); do
@@ -186,6 +190,18 @@ holder_is() {
 
 # mpath_paths: "<sdX> <state>" for each path of this node's map, as multipathd sees it.
 mpath_paths() { multipathd show paths raw format "%d %t %T" 2>/dev/null | awk '{ print $1, $2 "/" $3 }'; }
+
+# commands_of INITIATOR: the commands this host's daemon finished on INITIATOR's paths of the
+# volume since it started (tsvctl status --json, the paths' counters); "unbound" if it has none.
+commands_of() {
+    "$TSVCTL" status --json | python3 -c '
+import json, sys
+init = sys.argv[1]
+paths = [p for v in json.load(sys.stdin)["volumes"] for p in v["paths"]
+         if (p.get("initiator") or "").split(",")[0] == init]
+print(sum(((p.get("counters") or {}).get("commands") or 0) for p in paths) if paths else "unbound")
+' "$1"
+}
 
 two_hosts_cleanup() {
     set +e
