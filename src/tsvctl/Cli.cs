@@ -154,8 +154,14 @@ public static class Cli
         {
             Description = "Export without CHAP: any host that presents an initiator's name gets its LUN, registrations and reservations.",
         };
+        var optimizedOpt = new Option<int?>("--optimized-host")
+        {
+            Description = "ALUA: the host_id whose target port group alone is Active/Optimized, the other hosts' Active/Non-optimized " +
+                          "(multipath then sends I/O to that host while it has a working path). Give every host the same. " +
+                          "Default: every host Active/Optimized (active/active).",
+        };
         var iscsi = new Command("iscsi", "One iSCSI target, one ACL and one backstore per initiator; CHAP required unless --no-auth.")
-            { volumeOpt, targetOpt, initiatorOpt, portalOpt, nameOpt, chapOpt, noAuthOpt, confOpt, idOpt };
+            { volumeOpt, targetOpt, initiatorOpt, portalOpt, nameOpt, chapOpt, noAuthOpt, optimizedOpt, confOpt, idOpt };
         iscsi.SetAction(p =>
         {
             var source = ExportSource.Of(p.GetValue(volumeOpt)!, p.GetValue(confOpt), p.GetValue(idOpt));
@@ -167,6 +173,13 @@ public static class Cli
                 p.GetValue(initiatorOpt)!.Select(i => Volumes.CheckIscsiName(i, "--initiator")).ToArray(),
                 Volumes.CheckPrefix(p.GetValue(nameOpt) ?? Volumes.DefaultPrefix(path)),
                 (p.GetValue(portalOpt) ?? []).Select(Volumes.ParsePortal).ToArray());
+            if (p.GetValue(optimizedOpt) is { } optimized)
+            {
+                // The daemon would refuse the config string; say so before targetcli runs.
+                if (optimized is < 1 or > TcmuSharedVolume.Volumes.PortGroupDirectory.MaxGroup)
+                    throw new UsageException($"--optimized-host {optimized} must be a host_id, 1 to {TcmuSharedVolume.Volumes.PortGroupDirectory.MaxGroup} (1 also for a host without host_id)");
+                request = request with { OptimizedHost = optimized };
+            }
             if (!request.Target.StartsWith("iqn.", StringComparison.Ordinal))
                 throw new UsageException($"--target '{request.Target}' must be an iqn. name");
             string? secretsSource = p.GetValue(chapOpt);

@@ -6,7 +6,12 @@ namespace TcmuSharedVolume.Cli;
 /// Each of <paramref name="Portals"/> gets its own TPG; none leaves targetcli's default portal.
 /// </summary>
 public sealed record IscsiExport(string Volume, long Size, string Target, IReadOnlyList<string> Initiators, string Prefix,
-    IReadOnlyList<(string Address, int Port)> Portals, IReadOnlyDictionary<string, ChapCredential>? Chap = null);
+    IReadOnlyList<(string Address, int Port)> Portals, IReadOnlyDictionary<string, ChapCredential>? Chap = null)
+{
+    /// <summary>ALUA: the host_id whose target port group alone is Active/Optimized (optimized_host=
+    /// in every backstore's config string); null leaves every group Active/Optimized.</summary>
+    public int? OptimizedHost { get; init; }
+}
 
 /// <summary>One path an iSCSI export made: an initiator, through one TPG (and its portal), to its own backstore.</summary>
 public sealed record IscsiPath(string Initiator, int Tpgt, (string Address, int Port)? Portal, string Backstore);
@@ -46,7 +51,8 @@ public sealed class Exporter(ITargetcli targetcli, LioConfigfs configfs, Func<st
                 // 6.4 numbers ports per backstore, so every one of these would say 1 and two
                 // TPGs' ports would look like one (VPD 83h, RTPG, READ FULL STATUS).
                 string rtpi = tpgs == 1 ? "" : $";rtpi={t}";
-                tx.Do($"{Backstores} create name={name} size={e.Size} cfgstring={e.Volume};initiator={Volumes.EscapeInitiator(e.Initiators[k - 1])}{rtpi}",
+                string alua = e.OptimizedHost is { } h ? $";optimized_host={h}" : "";
+                tx.Do($"{Backstores} create name={name} size={e.Size} cfgstring={e.Volume};initiator={Volumes.EscapeInitiator(e.Initiators[k - 1])}{rtpi}{alua}",
                     undo: $"{Backstores} delete {name}");
                 paths.Add(new IscsiPath(e.Initiators[k - 1], t, e.Portals.Count == 0 ? null : e.Portals[t - 1], name));
             }

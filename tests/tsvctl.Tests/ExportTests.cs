@@ -92,6 +92,33 @@ public sealed class ExportIscsiTests : IDisposable
     }
 
     [Fact]
+    public void OptimizedHostGoesIntoEveryBackstoresConfigString()
+    {
+        var vol = _s.Volume();
+
+        int rc = _s.Run("export", "iscsi", "--no-auth", "--volume", vol, "--target", Target, "--initiator", Node1, "--initiator", Node2,
+            "--portal", "127.0.0.1:3260", "--portal", "127.0.0.2", "--optimized-host", "2");
+
+        Assert.Equal(0, rc);
+        var creates = _s.Targetcli.Commands.Where(c => c.StartsWith("/backstores/user:sharedvol create", StringComparison.Ordinal)).ToList();
+        Assert.Equal(4, creates.Count);
+        // Every path of the volume carries it: the first one a host adopts fixes the setting.
+        Assert.All(creates, c => Assert.EndsWith(";optimized_host=2", c));
+    }
+
+    [Theory]
+    [InlineData("0")]
+    [InlineData("64")]
+    public void AnOptimizedHostThatIsNoHostIdIsRefusedBeforeAnythingRuns(string host)
+    {
+        int rc = _s.Run("export", "iscsi", "--no-auth", "--volume", _s.Volume(), "--target", Target, "--initiator", Node1,
+            "--optimized-host", host);
+        Assert.Equal(2, rc);
+        Assert.Empty(_s.Targetcli.Commands);
+        Assert.Contains($"--optimized-host {host} must be a host_id, 1 to 63", _s.ErrorLine());
+    }
+
+    [Fact]
     public void AFailedSecondTpgRollsBackTheWholeExport()
     {
         var vol = _s.Volume();
