@@ -9,7 +9,7 @@ BIN := $(OUT)/bin
 DOTNET ?= dotnet
 PREFIX ?= /usr/local
 
-.PHONY: build publish test e2e demo demo-cluster bench bench-e2e package install uninstall clean deps-vm
+.PHONY: build publish test e2e demo demo-cluster bench bench-e2e bench-e2e-rbd package install uninstall clean deps-vm
 
 build:
 	$(DOTNET) build TcmuSharedVolume.sln -c $(CONFIGURATION)
@@ -61,6 +61,12 @@ bench:
 bench-e2e: publish
 	scripts/vm/deps.sh
 	tests/e2e/bench.sh
+
+# This daemon's RBD volume against tcmu-runner's rbd handler, on one Ceph inside the same VM
+# (docs/performance.md §8).
+bench-e2e-rbd: publish
+	scripts/vm/deps.sh
+	BENCH_SUITE=rbd tests/e2e/bench.sh
 
 # out/tcmu-shared-volume_<version>_amd64.deb from the AOT binaries, checked with lintian
 # (packaging/README.md).

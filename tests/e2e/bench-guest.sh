@@ -6,13 +6,18 @@
 #   ceiling    scripts/bench/tcmu-ring-ceiling: a TCMU handler that completes READ and WRITE at
 #              once without touching data: what TCMU's kernel side leaves for any handler
 # the first three on the same 1 GiB file, one at a time, each at its defaults and then with the
-# settings named in TUNED; then 128 paths of one volume on this daemon.
+# settings named in TUNED; then 128 paths of one volume on this daemon. BENCH_SUITE=rbd runs instead
+#   sharedvol:rbd    this daemon on an RBD image (sharedvol/rbd/POOL/IMAGE;ceph_conf=;ceph_id=)
+#   tcmu-runner:rbd  tcmu-runner's rbd handler (Debian's handler_rbd.so) on another image of the
+#                    same size and features, configured as ceph-iscsi does (user:rbd, cfgstring
+#                    rbd/POOL/IMAGE;osd_op_timeout=30)
+# on the one-node Ceph of scripts/ceph/start.sh inside this VM; BENCH_SUITE=all runs both suites.
 # Raw results go to out/bench/results.jsonl, the markdown body to out/bench/bench-body.md.
 # Not named NN-*.sh: run-all.sh does not run it.
 . "$(dirname "$0")/lib.sh"
 
 # bench.sh passes its BENCH_* settings as VAR=value arguments (the guest gets no environment).
-for a in "$@"; do case $a in BENCH_[A-Z]*=[0-9]*|BENCH_ONLY=*|BENCH_DAEMON=*|BENCH_WORKLOADS=*) export "${a?}" ;; *) fail "unknown argument $a" ;; esac; done
+for a in "$@"; do case $a in BENCH_[A-Z]*=[0-9]*|BENCH_ONLY=*|BENCH_DAEMON=*|BENCH_WORKLOADS=*|BENCH_SUITE=*) export "${a?}" ;; *) fail "unknown argument $a" ;; esac; done
 # BENCH_DAEMON=aot measures the Native AOT daemon the packages install (out/aot); default out/bin;
 # prof: the same AOT build with its symbols (out/aot-prof: make publish-aot-prof), for BENCH_PERF.
 case ${BENCH_DAEMON:-bin} in
@@ -22,6 +27,9 @@ case ${BENCH_DAEMON:-bin} in
     *) fail "BENCH_DAEMON must be aot, prof or bin" ;;
 esac
 [ -x "$DAEMON_BIN" ] || fail "no $DAEMON_BIN: build it first (make publish / make publish-aot)"
+SUITE=${BENCH_SUITE:-file}
+case $SUITE in file|rbd|all) ;; *) fail "BENCH_SUITE must be file, rbd or all" ;; esac
+in_suite() { [ "$SUITE" = all ] || [ "$SUITE" = "$1" ]; }
 RUNTIME=${BENCH_RUNTIME:-10}
 RAMP=${BENCH_RAMP:-2}
 # Every system runs once per round, rounds one after the other (a b c a b c ...): the host's noise
@@ -31,6 +39,14 @@ ROUND=1
 PATHS=${BENCH_PATHS:-128}
 SIZE=$((1 << 30))
 IMG=/var/tmp/bench.img
+# RBD: two images of RBD_SIZE in one pool, one per system, so that neither inherits the other's
+# exclusive lock or cache state. The OSD's memstore holds them in the VM's RAM (3 GiB), hence the
+# smaller default than the file's.
+RBD_SIZE=$(numfmt --from=iec "${BENCH_RBD_SIZE:-256M}")
+RBD_POOL=rbd
+RBD_IMAGES="bench-sharedvol bench-runner"
+CEPH_CONF_FILE=
+OSD_PID=
 OUT=$REPO/out/bench
 RES=$OUT/results.jsonl
 TUNED="hw_max_sectors=2048"   # the only setting changed in the tuned runs (all TCMU backstores)
@@ -42,6 +58,7 @@ cleanup() {
     stop_daemon
     [ -z "$RUNNER_PID" ] || kill "$RUNNER_PID" 2>/dev/null || true
     [ -z "$CEILING_PID" ] || kill "$CEILING_PID" 2>/dev/null || true
+    [ -z "$CEPH_CONF_FILE" ] || "$REPO/scripts/ceph/stop.sh" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
 
@@ -57,15 +74,53 @@ import json, platform, sys
 open(sys.argv[1], "a").write(json.dumps({"kind": "env", "kernel": platform.release(), "cpus": $(nproc),
   "mem_mib": $(awk '/MemTotal/{print int($2/1024)}' /proc/meminfo), "fio": "$(fio --version)",
   "runtime": $RUNTIME, "ramp": $RAMP, "rounds": $ROUNDS, "tuned": "$TUNED", "daemon": "${BENCH_DAEMON:-bin}",
-  "runner": "$(dpkg-query -W -f='${Version}' tcmu-runner)"}) + "\n")
+  "runner": "$(dpkg-query -W -f='${Version}' tcmu-runner)", "suite": "$SUITE",
+  "ceph": "$(dpkg-query -W -f='${Version}' librbd1)"}) + "\n")
 EOF
 
+if in_suite file; then
 # One file for all three systems, written once, so every system reads real data from the same
 # (page-cached) file: the difference measured is the data path, not the file system.
 say "backing file: $IMG, 1 GiB, written once"
 rm -f "$IMG"; truncate -s $SIZE "$IMG"
 dd if=/dev/zero of="$IMG" bs=1M count=1024 conv=notrunc,fsync status=none
 sync
+fi
+
+# rbd_up: the one-node Ceph (monitor and memstore OSD on 127.0.0.1, [client] rbd cache = false in
+# its ceph.conf) and the images, created with Ceph's default features (layering, exclusive-lock,
+# object-map, fast-diff, deep-flatten: what `rbd create` and ceph-iscsi give) and written in full,
+# so that no read finds an unallocated object (librbd answers those with zeros without asking
+# the OSD) and no write allocates one.
+rbd_up() {
+    local t0=$SECONDS
+    CEPH_CONF_FILE=$(ADDR=127.0.0.1 MEMSTORE_BYTES=$(( 2 * RBD_SIZE + (512 << 20) )) \
+        "$REPO/scripts/ceph/start.sh" 2>/tmp/ceph.err | tail -n 1) || { cat /tmp/ceph.err; fail "Ceph did not start"; }
+    [ -f "$CEPH_CONF_FILE" ] || { cat /tmp/ceph.err; fail "scripts/ceph/start.sh gave no ceph.conf"; }
+    OSD_PID=$(cat "$(dirname "$CEPH_CONF_FILE")/run/osd.0.pid")
+    echo "Ceph up in $((SECONDS - t0)) s ($CEPH_CONF_FILE, OSD pid $OSD_PID)"
+    # shellcheck disable=SC2086 # RBD_IMAGES is a list
+    python3 - "$CEPH_CONF_FILE" "$RBD_POOL" "$RBD_SIZE" "$RES" $RBD_IMAGES <<'EOF'
+import json, os, sys, time
+import rados, rbd
+conf, pool, size, res, names = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5:]
+chunk = os.urandom(4 << 20)  # not zeros: nothing on the way may take a zero write for a hole
+with rados.Rados(conffile=conf) as cluster, cluster.open_ioctx(pool) as ioctx:
+    features = set()
+    for name in names:
+        t0 = time.monotonic()
+        rbd.RBD().create(ioctx, name, size, old_format=False)
+        with rbd.Image(ioctx, name) as image:
+            for off in range(0, size, len(chunk)):
+                image.write(chunk[:min(len(chunk), size - off)], off)
+            image.flush()
+            features.add(image.features())
+            print(f"image {pool}/{name}: {size} bytes written in {time.monotonic() - t0:.0f} s, features {image.features():#x}")
+    assert len(features) == 1, "the images differ in features"
+    open(res, "a").write(json.dumps({"kind": "rbd", "pool": pool, "images": names, "size": size,
+                                     "features": features.pop()}) + "\n")
+EOF
+}
 
 # --- helpers ---------------------------------------------------------------------------------
 
@@ -83,7 +138,7 @@ tcmu_backstore() {
     local d="$CFS/core/user_$idx/$name"
     mkdir -p "$d"
     echo -n "dev_config=$cfg" > "$d/control"
-    echo -n "dev_size=$SIZE" > "$d/control"
+    echo -n "dev_size=${DEV_SIZE:-$SIZE}" > "$d/control"
     for c in "$@"; do echo -n "$c" > "$d/control"; done
     # Nothing replies for these two on netlink (tcmu-runner, if it ran, made the kernel wait for replies).
     case $cfg in sharedvol/*|ceiling/*) echo -n "nl_reply_supported=-1" > "$d/control" ;; esac
@@ -124,13 +179,17 @@ run_fio() {
         perf_pid=$!
     fi
     [ "$pid" = - ] || { t0=$(cpu_ticks "$pid"); s0=$(ctx_switches "$pid"); }
+    # On RBD the OSD shares the two vCPUs with the handler: its CPU per IO says how much was left.
+    local o0=0 o1=0
+    [ -z "$OSD_PID" ] || o0=$(cpu_ticks "$OSD_PID")
     fio --name="$wl" --filename="$dev" --ioengine=libaio --direct=1 --rw="$rw" --bs="$bs" \
         --iodepth="$qd" --time_based --runtime="$RUNTIME" --ramp_time="$RAMP" --norandommap \
         --randrepeat=0 --eta=never --output-format=json --output="$j" || { cat "$j"; fail "fio $sys $cfg $wl"; }
     [ "$pid" = - ] || { t1=$(cpu_ticks "$pid"); s1=$(ctx_switches "$pid"); }
-    python3 - "$j" "$RES" "$sys" "$cfg" "$wl" "$(( t1 - t0 ))" "$HZ" "$pid" "$dev" "$(( s1 - s0 ))" "$ROUND" <<'EOF'
+    [ -z "$OSD_PID" ] || o1=$(cpu_ticks "$OSD_PID")
+    python3 - "$j" "$RES" "$sys" "$cfg" "$wl" "$(( t1 - t0 ))" "$HZ" "$pid" "$dev" "$(( s1 - s0 ))" "$ROUND" "$(( o1 - o0 ))" <<'EOF'
 import json, sys
-j, res, system, cfg, wl, ticks, hz, pid, dev, switches, rnd = sys.argv[1:]
+j, res, system, cfg, wl, ticks, hz, pid, dev, switches, rnd, osd_ticks = sys.argv[1:]
 job = json.load(open(j))["jobs"][0]
 d = job["read"] if job["read"]["io_bytes"] > job["write"]["io_bytes"] else job["write"]
 pct = d["clat_ns"].get("percentile", {})
@@ -141,7 +200,8 @@ rec = {"kind": "fio", "round": int(rnd), "system": system, "config": cfg, "workl
        "p99_us": pct.get("99.000000", 0) / 1000, "errors": job["error"], "ios": ios,
        "cpu_s": cpu if pid != "-" else None,
        "cpu_us_per_io": (cpu * 1e6 / ios) if pid != "-" and ios else None,
-       "switches_per_io": (int(switches) / ios) if pid != "-" and ios else None}
+       "switches_per_io": (int(switches) / ios) if pid != "-" and ios else None,
+       "osd_cpu_us_per_io": (int(osd_ticks) / int(hz) * 1e6 / ios) if cfg == "rbd" and ios else None}
 open(res, "a").write(json.dumps(rec) + "\n")
 print(f"{system:9} {cfg:7} {wl:14} {d['iops']:9.0f} IOPS {d['bw_bytes']/2**20:8.1f} MiB/s "
       f"p50 {rec['p50_us']:8.0f} us p99 {rec['p99_us']:8.0f} us cpu {rec['cpu_s']}")
@@ -194,7 +254,7 @@ bench_sharedvol() {
     fi
     start_daemon
     local b dev
-    b=$(tcmu_backstore bench-a "sharedvol/$IMG;size=1G" "$@")
+    b=$(tcmu_backstore bench-a "${SV_DEV_CONFIG:-sharedvol/$IMG;size=1G}" "$@")
     dev=$(loop_export "$b" naa.5001405000000aa1)
     suite "${SYSTEM:-sharedvol}" "$cfg" "$dev" "$DAEMON_PID"
     unexport naa.5001405000000aa1; remove_backstore "$b"
@@ -213,6 +273,7 @@ bench_baseline() {
 # --- (b) tcmu-runner with user:file ----------------------------------------------------------
 bench_runner() {
     local cfg=$1; shift
+    : >/var/log/tcmu-runner.log 2>/dev/null || true
     local hdir=/usr/lib/x86_64-linux-gnu/tcmu-runner
     install -m 0644 "$OUT/handler_file.so" "$hdir/handler_file.so"
     tcmu-runner >/tmp/tcmu-runner.out 2>&1 &
@@ -225,12 +286,28 @@ bench_runner() {
     done
     busctl --system status org.kernel.TCMUService1 >/dev/null 2>&1 || fail "tcmu-runner not on D-Bus"
     local b dev
-    b=$(tcmu_backstore bench-b "file/$IMG" "$@")
+    b=$(tcmu_backstore bench-b "${RUNNER_DEV_CONFIG:-file/$IMG}" "$@")
     dev=$(loop_export "$b" naa.5001405000000bb1)
     suite tcmu-runner "$cfg" "$dev" "$RUNNER_PID"
+    # A handler that failed commands would still give fio figures (errors show in its record);
+    # its log says why.
+    grep -iE "err|fail" /var/log/tcmu-runner.log 2>/dev/null | tail -n 5 || true
     unexport naa.5001405000000bb1; remove_backstore "$b"
     kill -TERM "$RUNNER_PID"; wait "$RUNNER_PID" 2>/dev/null || true
     RUNNER_PID=
+}
+
+# --- RBD: this daemon and tcmu-runner's rbd handler, each on its own image -------------------
+# client.admin of the bench's cluster for both; both turn librbd's cache off themselves as well.
+bench_sharedvol_rbd() {
+    DEV_SIZE=$RBD_SIZE SV_DEV_CONFIG="sharedvol/rbd/$RBD_POOL/bench-sharedvol;ceph_conf=$CEPH_CONF_FILE;ceph_id=admin" \
+        bench_sharedvol rbd
+}
+bench_runner_rbd() {
+    # ceph-iscsi's form (rbd/POOL/IMAGE;osd_op_timeout=30), with conf= because the cluster's
+    # ceph.conf is not /etc/ceph/ceph.conf.
+    DEV_SIZE=$RBD_SIZE RUNNER_DEV_CONFIG="rbd/$RBD_POOL/bench-runner;osd_op_timeout=30;conf=$CEPH_CONF_FILE;id=admin" \
+        bench_runner rbd
 }
 
 # --- the ceiling: a TCMU handler that does nothing -------------------------------------------
@@ -284,8 +361,20 @@ bench_fileio() {
 # system:config pairs and skips the paths run, for quick comparisons while working on the data
 # path; the full run (no BENCH_ONLY) is what the README reports.
 want() { [ -z "${BENCH_ONLY:-}" ] || [[ " $BENCH_ONLY " == *" $1 "* ]]; }
+if in_suite rbd; then say "Ceph and the RBD images"; rbd_up; fi
 for ROUND in $(seq 1 "$ROUNDS"); do
     say "round $ROUND of $ROUNDS"
+    if in_suite rbd; then
+        # Who goes first alternates, so that running first (a colder OSD) is no one's advantage.
+        if [ $((ROUND % 2)) = 1 ]; then
+            want sharedvol:rbd && bench_sharedvol_rbd
+            want tcmu-runner:rbd && bench_runner_rbd
+        else
+            want tcmu-runner:rbd && bench_runner_rbd
+            want sharedvol:rbd && bench_sharedvol_rbd
+        fi
+    fi
+    in_suite file || continue
     # The baseline goes first in even rounds, so that running second is no one's advantage.
     [ "${BENCH_BASELINE:-0}" = 1 ] && [ $((ROUND % 2)) = 0 ] && bench_baseline default
     want sharedvol:default && bench_sharedvol default
@@ -300,7 +389,7 @@ for ROUND in $(seq 1 "$ROUNDS"); do
     # shellcheck disable=SC2086
     want ceiling:tuned && bench_ceiling tuned $TUNED
 done
-[ -z "${BENCH_ONLY:-}" ] || PATHS=0
+[ -z "${BENCH_ONLY:-}" ] && in_suite file || PATHS=0
 
 # --- 128 paths of one volume on this daemon ------------------------------------------------------
 if [ "$PATHS" -gt 0 ]; then

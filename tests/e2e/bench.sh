@@ -13,7 +13,10 @@
 #   prof: out/aot-prof, the same with symbols), BENCH_WORKLOADS (e.g. "randread-qd32 seqread-1m"),
 #   BENCH_PERF=1 (perf record of the whole VM during each run: out/bench/perf/*.txt),
 #   BENCH_BASELINE=1 (also out/baseline/tcmu-shared-volume, an earlier build, as sharedvol-base
-#   in every round: an A/B of a data-path change in one boot; the report adds a table).
+#   in every round: an A/B of a data-path change in one boot; the report adds a table),
+#   BENCH_SUITE (file: the above, the default; rbd: this daemon against tcmu-runner's rbd handler
+#   on the one-node Ceph of scripts/ceph/start.sh in the same VM, `make bench-e2e-rbd`, saved to
+#   out/bench/bench-e2e-rbd.md; all: both), BENCH_RBD_SIZE (each RBD image, default 256M).
 # Every round also runs "ceiling" (scripts/bench/tcmu-ring-ceiling.c): a TCMU handler that does
 # no work of its own: within the noise, the most a handler that sleeps while its ring is empty
 # gets out of this kernel and VM.
@@ -31,7 +34,7 @@ gcc -O2 -Wall -Wextra -Werror -o "$out/tcmu-ring-ceiling" "$repo/scripts/bench/t
 rm -f "$out/bench-body.md" "$out/results.jsonl"
 
 args=()
-for v in BENCH_RUNTIME BENCH_RAMP BENCH_ROUNDS BENCH_PATHS BENCH_ONLY BENCH_DAEMON BENCH_WORKLOADS BENCH_PERF BENCH_BASELINE; do [[ -n ${!v:-} ]] && args+=("$v=${!v}"); done
+for v in BENCH_RUNTIME BENCH_RAMP BENCH_ROUNDS BENCH_PATHS BENCH_ONLY BENCH_DAEMON BENCH_WORKLOADS BENCH_PERF BENCH_BASELINE BENCH_SUITE BENCH_RBD_SIZE; do [[ -n ${!v:-} ]] && args+=("$v=${!v}"); done
 export TSV_VM_TIMEOUT=${TSV_VM_TIMEOUT:-3000}
 start=$SECONDS
 "$repo/scripts/vm/run" tests/e2e/bench-guest.sh "${args[@]}" 2>&1 | tee "$out/bench-console.log"
@@ -39,14 +42,16 @@ rc=${PIPESTATUS[0]}
 ((rc == 0)) || { echo "bench: guest exited $rc (console: out/bench/bench-console.log)" >&2; exit "$rc"; }
 [[ -s $out/bench-body.md ]] || { echo "bench: guest wrote no out/bench/bench-body.md" >&2; exit 1; }
 
+report=$out/bench-e2e.md
+[[ ${BENCH_SUITE:-file} != rbd ]] || report=$out/bench-e2e-rbd.md
 {
-  echo "## End-to-end benchmark ($(date +%F))"
+  echo "## End-to-end benchmark ($(date +%F), suite ${BENCH_SUITE:-file})"
   echo
   echo "QEMU TCG (software emulation, \`-cpu ${TSV_VM_CPU:-max,-erms}\`), -smp ${TSV_VM_CPUS:-2}, ${TSV_VM_MEMORY:-3072} MiB;" \
        "host $(nproc) cores shared with other work, so only ratios within this run mean anything." \
        "Run took $((SECONDS - start)) s. Daemon: $([[ ${BENCH_DAEMON:-bin} == aot ]] && echo "out/aot (Native AOT, as packaged)" || echo "out/bin (ReadyToRun, JIT)")."
   echo
   cat "$out/bench-body.md"
-} >"$out/bench-e2e.md"
+} >"$report"
 echo
-cat "$out/bench-e2e.md"
+cat "$report"
