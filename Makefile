@@ -9,7 +9,7 @@ BIN := $(OUT)/bin
 DOTNET ?= dotnet
 PREFIX ?= /usr/local
 
-.PHONY: build publish test e2e demo demo-cluster bench bench-e2e bench-e2e-rbd package install uninstall clean deps-vm
+.PHONY: build publish test e2e demo demo-cluster demo-pacemaker bench bench-e2e bench-e2e-rbd package install uninstall clean deps-vm
 
 build:
 	$(DOTNET) build TcmuSharedVolume.sln -c $(CONFIGURATION)
@@ -54,6 +54,11 @@ demo: publish
 demo-cluster: publish
 	scripts/vm/deps.sh
 	scripts/vm/run tests/e2e/80-two-hosts-failover.sh
+
+# A two-node Pacemaker cluster that fences through the target with fence_scsi (two VMs).
+demo-pacemaker: publish
+	scripts/vm/deps.sh
+	scripts/vm/run tests/e2e/90-pacemaker.sh
 
 bench:
 	$(DOTNET) run -c Release --project tests/TcmuSharedVolume.Benchmarks -- --filter '*' $(BENCH_ARGS)
