@@ -331,8 +331,11 @@ failover() {
     [ -z "$missing" ] || echo "  missing: $missing"
     # tsv-b's own cluster tries to fence tsv-a after its 20 s delay, with a key the target no
     # longer has: it must fail, and tsv-a keeps its key and the reservation.
-    node2 'pcmk_journal | grep -iE "fenc.*tsv-a|tsv-a.*fenc" | tail -3' | sed 's/^/  tsv-b: /' || true
-    sleep 25
+    # Waited for in tsv-b's fencer log (its time converted to VM b's clock), not assumed.
+    local since_b=$(((t_cut - OFFSET) / 1000000000))
+    wait_until 120 "tsv-b's own fencing of tsv-a failed" \
+        node2 "pcmk_journal -t pacemaker-fenced --since @$since_b | grep -q \"Operation 'off' targeting tsv-a by tsv-b .*: Error\""
+    node2 "pcmk_journal -t pacemaker-fenced --since @$since_b | grep -E \"targeting tsv-a\" | tail -3" | sed 's/^/  tsv-b: /' || true
     check tsv-a "tsv-b's fencing of tsv-a failed: tsv-a's key stays" has_key "$KEY_A"
     check tsv-a "tsv-a's service still acknowledging" appending
 
