@@ -55,6 +55,15 @@ def num(v, fmt="{:.0f}"):
     return fmt.format(v) if v is not None else "–"
 
 
+def system_row(wl, s, r, *extra):
+    """One system's row of a workload: IOPS (median and per round), bandwidth, latency, CPU."""
+    err = " (errors!)" if r["errors"] else ""
+    each = " / ".join(f"{v:.0f}" for v in r["all_iops"])
+    cells = [wl, f"{s}{err}", f"{r['iops']:.0f}", each, f"{r['bw_mib']:.1f}", f"{r['p50_us']:.0f}", f"{r['p99_us']:.0f}",
+             num(r["cpu_us_per_io"]), num(r.get("switches_per_io"), "{:.2f}"), *extra]
+    print("| " + " | ".join(cells) + " |")
+
+
 file_suite = any(r["config"] in CONFIGS for r in fio)
 
 
@@ -80,13 +89,8 @@ def rbd_report():
     for wl in WORKLOADS:
         for s in ("sharedvol", "tcmu-runner"):
             r = get(s, "rbd", wl)
-            if not r:
-                continue
-            err = " (errors!)" if r["errors"] else ""
-            each = " / ".join(f"{v:.0f}" for v in r["all_iops"])
-            print(f"| {wl} | {s}{err} | {r['iops']:.0f} | {each} | {r['bw_mib']:.1f} | {r['p50_us']:.0f} | "
-                  f"{r['p99_us']:.0f} | {num(r['cpu_us_per_io'])} | {num(r.get('switches_per_io'), '{:.2f}')} | "
-                  f"{num(r.get('osd_cpu_us_per_io'))} |")
+            if r:
+                system_row(wl, s, r, num(r.get("osd_cpu_us_per_io")))
     print()
     # The goal of issue 19: at least tcmu-runner's IOPS everywhere, 1.3 times at iodepth 32.
     print("| workload | IOPS a/b | a/b per round | p50 a/b | p99 a/b | CPU/IO a/b | goal | met |")
@@ -130,12 +134,8 @@ if file_suite:
         for wl in WORKLOADS:
             for s in SYSTEMS + ["ceiling"]:
                 r = get(s, cmap[s], wl)
-                if not r:
-                    continue
-                err = " (errors!)" if r["errors"] else ""
-                each = " / ".join(f"{v:.0f}" for v in r["all_iops"])
-                print(f"| {wl} | {s}{err} | {r['iops']:.0f} | {each} | {r['bw_mib']:.1f} | {r['p50_us']:.0f} | "
-                      f"{r['p99_us']:.0f} | {num(r['cpu_us_per_io'])} | {num(r.get('switches_per_io'), '{:.2f}')} |")
+                if r:
+                    system_row(wl, s, r)
         print()
         print("| workload | IOPS a/b | a/b per round | IOPS a/c | a/c per round | p50 a/b | p50 a/c | p99 a/b | p99 a/c |")
         print("|---|---:|---|---:|---|---:|---:|---:|---:|")
