@@ -127,6 +127,14 @@ EOF
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 # Context switches of all the process's threads, voluntary and not: what a hand-off costs.
 ctx_switches() { cat "/proc/$1"/task/*/status 2>/dev/null | awk '/ctxt_switches/{s += $2} END {print s + 0}'; }
+# thread_ticks PID: "name ticks" of every thread, digits in names folded to N (tcmu-ring-3 and
+# tcmu-ring-0 are one kind): where the process's CPU goes, without perf and at no cost to the run.
+thread_ticks() {
+    for t in /proc/"$1"/task/*; do
+        local comm; comm=$(tr -d ' ' <"$t/comm" 2>/dev/null) || continue
+        awk -v c="${comm//[0-9]/N}" '{print c, $14 + $15}' "$t/stat" 2>/dev/null
+    done
+}
 rss_kib()   { awk '/^VmRSS:/{print $2}' "/proc/$1/status"; }
 anon_kib()  { awk '/^RssAnon:/{print $2}' "/proc/$1/status"; }
 
@@ -178,18 +186,32 @@ run_fio() {
         (sleep "$RAMP"; exec perf record -a -g -F 499 -o "$pdata.data" -- sleep "$RUNTIME") >/dev/null 2>&1 &
         perf_pid=$!
     fi
-    [ "$pid" = - ] || { t0=$(cpu_ticks "$pid"); s0=$(ctx_switches "$pid"); }
+    local stat_pid= sdata=/tmp/stat-$sys-$cfg-$wl.csv th0=/tmp/threads0-$sys th1=/tmp/threads1-$sys
+    if [ "${BENCH_STAT:-0}" = 1 ] && [ "$pid" != - ]; then
+        # System calls by kind and context switches of the serving process over the measured
+        # window: what each system asks of the kernel per IO (the tracepoints cost both alike).
+        (sleep "$RAMP"; exec perf stat -x, -o "$sdata" -p "$pid" -e context-switches,raw_syscalls:sys_enter \
+            -e 'syscalls:sys_enter_futex,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_epoll_pwait' \
+            -e 'syscalls:sys_enter_poll,syscalls:sys_enter_ppoll,syscalls:sys_enter_write,syscalls:sys_enter_read' \
+            -e 'syscalls:sys_enter_sendmsg,syscalls:sys_enter_recvmsg,syscalls:sys_enter_writev,syscalls:sys_enter_readv' \
+            -- sleep "$RUNTIME") >/dev/null 2>&1 &
+        stat_pid=$!
+    fi
+    [ "$pid" = - ] || { t0=$(cpu_ticks "$pid"); s0=$(ctx_switches "$pid"); thread_ticks "$pid" >"$th0"; }
     # On RBD the OSD shares the two vCPUs with the handler: its CPU per IO says how much was left.
     local o0=0 o1=0
     [ -z "$OSD_PID" ] || o0=$(cpu_ticks "$OSD_PID")
     fio --name="$wl" --filename="$dev" --ioengine=libaio --direct=1 --rw="$rw" --bs="$bs" \
         --iodepth="$qd" --time_based --runtime="$RUNTIME" --ramp_time="$RAMP" --norandommap \
         --randrepeat=0 --eta=never --output-format=json --output="$j" || { cat "$j"; fail "fio $sys $cfg $wl"; }
-    [ "$pid" = - ] || { t1=$(cpu_ticks "$pid"); s1=$(ctx_switches "$pid"); }
+    [ "$pid" = - ] || { t1=$(cpu_ticks "$pid"); s1=$(ctx_switches "$pid"); thread_ticks "$pid" >"$th1"; }
+    [ -z "$stat_pid" ] || wait "$stat_pid" || true
     [ -z "$OSD_PID" ] || o1=$(cpu_ticks "$OSD_PID")
-    python3 - "$j" "$RES" "$sys" "$cfg" "$wl" "$(( t1 - t0 ))" "$HZ" "$pid" "$dev" "$(( s1 - s0 ))" "$ROUND" "$(( o1 - o0 ))" <<'EOF'
-import json, sys
-j, res, system, cfg, wl, ticks, hz, pid, dev, switches, rnd, osd_ticks = sys.argv[1:]
+    python3 - "$j" "$RES" "$sys" "$cfg" "$wl" "$(( t1 - t0 ))" "$HZ" "$pid" "$dev" "$(( s1 - s0 ))" "$ROUND" "$(( o1 - o0 ))" \
+        "$th0" "$th1" "${stat_pid:+$sdata}" <<'EOF'
+import json, os, sys
+from collections import Counter
+j, res, system, cfg, wl, ticks, hz, pid, dev, switches, rnd, osd_ticks, th0, th1, sdata = sys.argv[1:]
 job = json.load(open(j))["jobs"][0]
 d = job["read"] if job["read"]["io_bytes"] > job["write"]["io_bytes"] else job["write"]
 pct = d["clat_ns"].get("percentile", {})
@@ -202,6 +224,25 @@ rec = {"kind": "fio", "round": int(rnd), "system": system, "config": cfg, "workl
        "cpu_us_per_io": (cpu * 1e6 / ios) if pid != "-" and ios else None,
        "switches_per_io": (int(switches) / ios) if pid != "-" and ios else None,
        "osd_cpu_us_per_io": (int(osd_ticks) / int(hz) * 1e6 / ios) if cfg == "rbd" and ios else None}
+def threads(path):
+    c = Counter()
+    for line in open(path) if os.path.exists(path) else []:
+        name, t = line.rsplit(" ", 1)
+        c[name] += int(t)
+    return c
+if pid != "-" and ios:
+    # Threads that ended during the run drop out; a thread kind's CPU µs per IO, busiest first.
+    t0, t1 = threads(th0), threads(th1)
+    per = {k: (t1[k] - t0.get(k, 0)) / int(hz) * 1e6 / ios for k in t1}
+    rec["thread_cpu_us_per_io"] = {k: round(v, 1) for k, v in sorted(per.items(), key=lambda kv: -kv[1]) if v > 0}
+if sdata and os.path.exists(sdata) and ios:
+    # perf stat counted RUNTIME seconds after the ramp, fio its ios over the same window.
+    counts = {}
+    for line in open(sdata):
+        f = line.strip().split(",")
+        if len(f) >= 3 and f[0].replace(".", "").isdigit():
+            counts[f[2].replace("syscalls:sys_enter_", "").replace("raw_syscalls:sys_enter", "syscalls")] = float(f[0])
+    rec["per_io"] = {k: round(v / ios, 2) for k, v in counts.items()}
 open(res, "a").write(json.dumps(rec) + "\n")
 print(f"{system:9} {cfg:7} {wl:14} {d['iops']:9.0f} IOPS {d['bw_bytes']/2**20:8.1f} MiB/s "
       f"p50 {rec['p50_us']:8.0f} us p99 {rec['p99_us']:8.0f} us cpu {rec['cpu_s']}")
@@ -268,6 +309,14 @@ bench_baseline() {
     local bin=$REPO/out/baseline/tcmu-shared-volume
     [ -x "$bin" ] || fail "BENCH_BASELINE=1 needs $bin"
     SYSTEM=sharedvol-base DAEMON_BIN=$bin bench_sharedvol "$@"
+}
+
+# The baseline on RBD serves this daemon's image (the runs take turns, and both builds then
+# meet the same objects in the OSD).
+bench_baseline_rbd() {
+    local bin=$REPO/out/baseline/tcmu-shared-volume
+    [ -x "$bin" ] || fail "BENCH_BASELINE=1 needs $bin"
+    SYSTEM=sharedvol-base DAEMON_BIN=$bin bench_sharedvol_rbd
 }
 
 # --- (b) tcmu-runner with user:file ----------------------------------------------------------
@@ -368,9 +417,11 @@ for ROUND in $(seq 1 "$ROUNDS"); do
         # Who goes first alternates, so that running first (a colder OSD) is no one's advantage.
         if [ $((ROUND % 2)) = 1 ]; then
             want sharedvol:rbd && bench_sharedvol_rbd
+            [ "${BENCH_BASELINE:-0}" = 1 ] && bench_baseline_rbd
             want tcmu-runner:rbd && bench_runner_rbd
         else
             want tcmu-runner:rbd && bench_runner_rbd
+            [ "${BENCH_BASELINE:-0}" = 1 ] && bench_baseline_rbd
             want sharedvol:rbd && bench_sharedvol_rbd
         fi
     fi

@@ -64,6 +64,37 @@ def system_row(wl, s, r, *extra):
     print("| " + " | ".join(cells) + " |")
 
 
+def breakdown(config, systems):
+    """Where each serving process's CPU goes (its threads by kind, µs per IO) and, with
+    BENCH_STAT=1, what it asks of the kernel per IO: medians over the rounds."""
+    rows = []
+    for wl in WORKLOADS:
+        for s in systems:
+            rs = runs(s, config, wl)
+            if not any("thread_cpu_us_per_io" in r for r in rs):
+                continue
+            kinds = {k for r in rs for k in r.get("thread_cpu_us_per_io", {})}
+            th = {k: median([r.get("thread_cpu_us_per_io", {}).get(k, 0) for r in rs]) for k in kinds}
+            top = sorted(th.items(), key=lambda kv: -kv[1])[:5]
+            calls = {k for r in rs for k in r.get("per_io", {})}
+            per = {k: median([r["per_io"][k] for r in rs if k in r.get("per_io", {})]) for k in calls}
+            busy = sorted(((k, v) for k, v in per.items() if k not in ("syscalls", "context-switches") and v >= 0.05),
+                          key=lambda kv: -kv[1])
+            rows.append(f"| {wl} | {s} | " + ", ".join(f"{k} {v:.0f}" for k, v in top) + " | "
+                        + (f"{per['syscalls']:.1f}" if "syscalls" in per else "–") + " | "
+                        + (f"{per['context-switches']:.2f}" if "context-switches" in per else "–") + " | "
+                        + ", ".join(f"{k} {v:.2f}" for k, v in busy) + " |")
+    if not rows:
+        return
+    print("| workload | system | CPU µs/IO of its busiest threads | syscalls/IO | switches/IO | syscalls/IO by kind |")
+    print("|---|---|---|---:|---:|---|")
+    print("\n".join(rows))
+    print()
+    print("Threads by name with digits folded (tcmu-ring-N is every loop thread); threads that ended during a run "
+          "drop out. The system-call columns need BENCH_STAT=1 (perf stat of the process, tracepoints).")
+    print()
+
+
 file_suite = any(r["config"] in CONFIGS for r in fio)
 
 
@@ -112,6 +143,7 @@ def rbd_report():
           "(user + system, all threads, librbd's included) over the run. \"median only\": the median meets "
           "the goal, some round did not.")
     print()
+    breakdown("rbd", ("sharedvol", "sharedvol-base", "tcmu-runner"))
 
 
 if any(r["config"] == "rbd" for r in fio):
@@ -169,13 +201,13 @@ if file_suite:
           "IOPS ratio > 1: a is faster; latency ratio < 1: a is faster.")
     print()
 
-if any(r["system"] == "sharedvol-base" for r in fio):
-    print("### A/B: this build against the baseline build (BENCH_BASELINE)")
+for base_cfg in sorted({r["config"] for r in fio if r["system"] == "sharedvol-base"}):
+    print(f"### A/B: this build against the baseline build (BENCH_BASELINE, {base_cfg})")
     print()
     print("| workload | IOPS | baseline IOPS | ratio | ratio per round | CPU µs/IO | baseline | switches/IO | baseline |")
     print("|---|---:|---:|---:|---|---:|---:|---:|---:|")
     for wl in WORKLOADS:
-        a, base = get("sharedvol", "default", wl), get("sharedvol-base", "default", wl)
+        a, base = get("sharedvol", base_cfg, wl), get("sharedvol-base", base_cfg, wl)
         if not a or not base:
             continue
         print(f"| {wl} | {a['iops']:.0f} | {base['iops']:.0f} | {ratio(a['iops'], base['iops'])} | "

@@ -12,6 +12,7 @@
 #   BENCH_DAEMON (aot: the Native AOT daemon of out/aot, which the packages ship; default bin;
 #   prof: out/aot-prof, the same with symbols), BENCH_WORKLOADS (e.g. "randread-qd32 seqread-1m"),
 #   BENCH_PERF=1 (perf record of the whole VM during each run: out/bench/perf/*.txt),
+#   BENCH_STAT=1 (perf stat of the serving process: system calls by kind and context switches per IO),
 #   BENCH_BASELINE=1 (also out/baseline/tcmu-shared-volume, an earlier build, as sharedvol-base
 #   in every round: an A/B of a data-path change in one boot; the report adds a table),
 #   BENCH_SUITE (file: the above, the default; rbd: this daemon against tcmu-runner's rbd handler
@@ -34,7 +35,7 @@ gcc -O2 -Wall -Wextra -Werror -o "$out/tcmu-ring-ceiling" "$repo/scripts/bench/t
 rm -f "$out/bench-body.md" "$out/results.jsonl"
 
 args=()
-for v in BENCH_RUNTIME BENCH_RAMP BENCH_ROUNDS BENCH_PATHS BENCH_ONLY BENCH_DAEMON BENCH_WORKLOADS BENCH_PERF BENCH_BASELINE BENCH_SUITE BENCH_RBD_SIZE; do [[ -n ${!v:-} ]] && args+=("$v=${!v}"); done
+for v in BENCH_RUNTIME BENCH_RAMP BENCH_ROUNDS BENCH_PATHS BENCH_ONLY BENCH_DAEMON BENCH_WORKLOADS BENCH_PERF BENCH_STAT BENCH_BASELINE BENCH_SUITE BENCH_RBD_SIZE; do [[ -n ${!v:-} ]] && args+=("$v=${!v}"); done
 export TSV_VM_TIMEOUT=${TSV_VM_TIMEOUT:-3000}
 start=$SECONDS
 "$repo/scripts/vm/run" tests/e2e/bench-guest.sh "${args[@]}" 2>&1 | tee "$out/bench-console.log"

@@ -239,19 +239,49 @@ public sealed unsafe class TcmuService : IDisposable
     }
 
     /// <summary>
-    /// Serves the bus on the calling thread until <paramref name="cancel"/> fires. Wakes at least
-    /// every <paramref name="tick"/> (default 250 ms) to notice cancellation and to call
-    /// <paramref name="onTick"/>, where the daemon may ping the watchdog (<c>SdNotify.Watchdog</c>).
+    /// Serves the bus on the calling thread until <paramref name="cancel"/> fires. Sleeps until a
+    /// message arrives, sd-bus has a deadline of its own, or the cancellation: an idle daemon
+    /// does not wake for D-Bus (it used to, four times a second, to look at the token).
+    /// With <paramref name="tick"/>, also wakes at least that often to call <paramref name="onTick"/>.
     /// </summary>
     public void Run(CancellationToken cancel, TimeSpan? tick = null, Action? onTick = null)
     {
-        ulong waitUsec = (ulong)(tick ?? TimeSpan.FromMilliseconds(250)).TotalMicroseconds;
-        while (!cancel.IsCancellationRequested)
+        int stop = Libc.eventfd(0, Libc.EFD_CLOEXEC | Libc.EFD_NONBLOCK);
+        int epoll = Libc.epoll_create1(Libc.EPOLL_CLOEXEC);
+        try
         {
-            ProcessPending();
-            onTick?.Invoke();
-            int r = LibSystemd.sd_bus_wait(_bus, waitUsec);
-            if (r < 0 && r != -SdBus.EINTR) SdBus.Check(r, "D-Bus wait");
+            if (stop < 0 || epoll < 0) throw new IOException($"D-Bus wait: eventfd/epoll_create1: {Libc.ErrorMessage(Marshal.GetLastPInvokeError())}");
+            var stopEvent = new EpollEvent { Events = Libc.EPOLLIN, Data = 0 };
+            var busEvent = new EpollEvent { Events = Libc.EPOLLIN, Data = 1 };
+            if (Libc.epoll_ctl(epoll, Libc.EPOLL_CTL_ADD, stop, &stopEvent) < 0
+                || Libc.epoll_ctl(epoll, Libc.EPOLL_CTL_ADD, FileDescriptor, &busEvent) < 0)
+                throw new IOException($"D-Bus wait: epoll_ctl: {Libc.ErrorMessage(Marshal.GetLastPInvokeError())}");
+            // Disposed before the eventfd closes: a callback under way is waited for.
+            using var wake = cancel.Register(() =>
+            {
+                ulong one = 1;
+                Libc.write(stop, &one, sizeof(ulong));
+            });
+            var ready = stackalloc EpollEvent[2];
+            while (!cancel.IsCancellationRequested)
+            {
+                ProcessPending();
+                onTick?.Invoke();
+                // sd-bus asks for POLLOUT (= EPOLLOUT) only while it has output queued.
+                busEvent.Events = PollEvents;
+                if (Libc.epoll_ctl(epoll, Libc.EPOLL_CTL_MOD, FileDescriptor, &busEvent) < 0)
+                    throw new IOException($"D-Bus wait: epoll_ctl: {Libc.ErrorMessage(Marshal.GetLastPInvokeError())}");
+                var timeout = ProcessTimeout;
+                if (tick is { } t && (timeout is null || t < timeout)) timeout = t;
+                int ms = timeout is { } left ? (int)Math.Min(int.MaxValue, Math.Ceiling(left.TotalMilliseconds)) : -1;
+                if (Libc.epoll_wait(epoll, ready, 2, ms) < 0 && Marshal.GetLastPInvokeError() != Libc.EINTR)
+                    throw new IOException($"D-Bus wait: epoll_wait: {Libc.ErrorMessage(Marshal.GetLastPInvokeError())}");
+            }
+        }
+        finally
+        {
+            if (epoll >= 0) Libc.close(epoll);
+            if (stop >= 0) Libc.close(stop);
         }
     }
 

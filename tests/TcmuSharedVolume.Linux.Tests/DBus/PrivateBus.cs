@@ -140,8 +140,10 @@ public sealed class ServiceThread : IDisposable
     private readonly Thread _thread;
     private Exception? _error;
 
-    public ServiceThread(TcmuServiceHandlers handlers, string address)
+    /// <param name="ticking">Run wakes every 50 ms to call back even with nothing to do; false: never.</param>
+    public ServiceThread(TcmuServiceHandlers handlers, string address, bool ticking = true)
     {
+        TimeSpan? tick = ticking ? TimeSpan.FromMilliseconds(50) : null;
         using var started = new ManualResetEventSlim();
         _thread = new Thread(() =>
         {
@@ -150,7 +152,7 @@ public sealed class ServiceThread : IDisposable
             {
                 service = TcmuService.Start(handlers, address);
                 started.Set();
-                service.Run(_stop.Token, TimeSpan.FromMilliseconds(50), () => Ticks++);
+                service.Run(_stop.Token, tick, () => Ticks++);
             }
             catch (Exception e)
             {
@@ -167,12 +169,19 @@ public sealed class ServiceThread : IDisposable
         if (_error is not null) throw _error;
     }
 
+    /// <summary>Times Run went round its loop (handled what was pending, then waited).</summary>
     public int Ticks { get; private set; }
+
+    /// <summary>Cancels Run; true if its thread ended within <paramref name="timeout"/>.</summary>
+    public bool Stop(TimeSpan timeout)
+    {
+        _stop.Cancel();
+        return _thread.Join(timeout);
+    }
 
     public void Dispose()
     {
-        _stop.Cancel();
-        _thread.Join(TimeSpan.FromSeconds(10));
+        Stop(TimeSpan.FromSeconds(10));
         _stop.Dispose();
     }
 }

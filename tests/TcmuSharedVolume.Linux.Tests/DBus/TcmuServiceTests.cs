@@ -189,6 +189,26 @@ public sealed class TcmuServiceTests : IDisposable
     }
 
     [Fact]
+    public void AnIdleServiceSleepsUntilACallArrivesAndStopsAtOnce()
+    {
+        // No tick, as the daemon runs it: nothing but a message or the stop may wake it.
+        using var service = new ServiceThread(Handlers(), _bus.Address, ticking: false);
+        Thread.Sleep(300); // the name request's replies settle
+        int settled = service.Ticks;
+        Thread.Sleep(1000);
+        Assert.Equal(settled, service.Ticks);
+
+        var (exit, _, stderr) = _bus.Busctl("get-property", TcmuService.BusName, TcmuService.HandlerPath,
+            TcmuService.HandlerInterface, "ConfigDesc");
+        Assert.True(exit == 0, stderr);
+        Assert.True(service.Ticks > settled);
+
+        var stopping = System.Diagnostics.Stopwatch.StartNew();
+        Assert.True(service.Stop(TimeSpan.FromSeconds(5)));
+        Assert.True(stopping.ElapsedMilliseconds < 200, $"stopped after {stopping.ElapsedMilliseconds} ms");
+    }
+
+    [Fact]
     public void AdminClientReadsTheStatusTheDaemonReports()
     {
         using var service = new ServiceThread(Handlers(), _bus.Address);
