@@ -128,13 +128,15 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 # Context switches of all the process's threads, voluntary and not: what a hand-off costs.
 ctx_switches() { cat "/proc/$1"/task/*/status 2>/dev/null | awk '/ctxt_switches/{s += $2} END {print s + 0}'; }
 # thread_ticks PID: "name ticks" of every thread, digits in names folded to N (tcmu-ring-3 and
-# tcmu-ring-0 are one kind): where the process's CPU goes, without perf and at no cost to the run.
+# tcmu-ring-0 are one kind): where the process's CPU goes, without perf. One awk for all threads
+# (the name is between the first "(" and the last ")" of stat; utime and stime follow).
 thread_ticks() {
-    for t in /proc/"$1"/task/*; do
-        local comm; comm=$(tr -d ' ' <"$t/comm" 2>/dev/null) || continue
-        awk -v c="${comm//[0-9]/N}" '{print c, $14 + $15}' "$t/stat" 2>/dev/null
-    done
+    awk '{ o = index($0, "("); c = match($0, /\)[^)]*$/); name = substr($0, o + 1, c - o - 1)
+           gsub(/[0-9]/, "N", name); gsub(/ /, "_", name); split(substr($0, c + 2), f, " ")
+           print name, f[12] + f[13] }' /proc/"$1"/task/*/stat 2>/dev/null || true
 }
+# vm_ticks: busy and idle ticks of all vCPUs (/proc/stat): how much of the VM a run used.
+vm_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6 }' /proc/stat; }
 rss_kib()   { awk '/^VmRSS:/{print $2}' "/proc/$1/status"; }
 anon_kib()  { awk '/^RssAnon:/{print $2}' "/proc/$1/status"; }
 
@@ -198,20 +200,22 @@ run_fio() {
         stat_pid=$!
     fi
     [ "$pid" = - ] || { t0=$(cpu_ticks "$pid"); s0=$(ctx_switches "$pid"); thread_ticks "$pid" >"$th0"; }
+    local vm0 vm1; vm0=$(vm_ticks)
     # On RBD the OSD shares the two vCPUs with the handler: its CPU per IO says how much was left.
     local o0=0 o1=0
     [ -z "$OSD_PID" ] || o0=$(cpu_ticks "$OSD_PID")
     fio --name="$wl" --filename="$dev" --ioengine=libaio --direct=1 --rw="$rw" --bs="$bs" \
         --iodepth="$qd" --time_based --runtime="$RUNTIME" --ramp_time="$RAMP" --norandommap \
         --randrepeat=0 --eta=never --output-format=json --output="$j" || { cat "$j"; fail "fio $sys $cfg $wl"; }
+    vm1=$(vm_ticks)
     [ "$pid" = - ] || { t1=$(cpu_ticks "$pid"); s1=$(ctx_switches "$pid"); thread_ticks "$pid" >"$th1"; }
     [ -z "$stat_pid" ] || wait "$stat_pid" || true
     [ -z "$OSD_PID" ] || o1=$(cpu_ticks "$OSD_PID")
     python3 - "$j" "$RES" "$sys" "$cfg" "$wl" "$(( t1 - t0 ))" "$HZ" "$pid" "$dev" "$(( s1 - s0 ))" "$ROUND" "$(( o1 - o0 ))" \
-        "$th0" "$th1" "${stat_pid:+$sdata}" <<'EOF'
+        "$th0" "$th1" "${stat_pid:+$sdata}" "$vm0" "$vm1" <<'EOF'
 import json, os, sys
 from collections import Counter
-j, res, system, cfg, wl, ticks, hz, pid, dev, switches, rnd, osd_ticks, th0, th1, sdata = sys.argv[1:]
+j, res, system, cfg, wl, ticks, hz, pid, dev, switches, rnd, osd_ticks, th0, th1, sdata, vm0, vm1 = sys.argv[1:]
 job = json.load(open(j))["jobs"][0]
 d = job["read"] if job["read"]["io_bytes"] > job["write"]["io_bytes"] else job["write"]
 pct = d["clat_ns"].get("percentile", {})
@@ -224,6 +228,11 @@ rec = {"kind": "fio", "round": int(rnd), "system": system, "config": cfg, "workl
        "cpu_us_per_io": (cpu * 1e6 / ios) if pid != "-" and ios else None,
        "switches_per_io": (int(switches) / ios) if pid != "-" and ios else None,
        "osd_cpu_us_per_io": (int(osd_ticks) / int(hz) * 1e6 / ios) if cfg == "rbd" and ios else None}
+# The whole VM over the same window as the process's CPU: busy vCPU time per IO and the share idle.
+(b0, i0), (b1, i1) = (map(int, v.split()) for v in (vm0, vm1))
+if ios:
+    rec["vm_cpu_us_per_io"] = (b1 - b0) / int(hz) * 1e6 / ios
+    rec["vm_idle_pct"] = 100 * (i1 - i0) / max(1, (b1 - b0) + (i1 - i0))
 def threads(path):
     c = Counter()
     for line in open(path) if os.path.exists(path) else []:

@@ -64,9 +64,24 @@ def system_row(wl, s, r, *extra):
     print("| " + " | ".join(cells) + " |")
 
 
+# librbd's and librados's threads (names with digits folded): the same library in both RBD
+# handlers; everything else in the process is the handler's own.
+CEPH_THREADS = {"io_context_pool", "msgr-worker-N", "safe_timer", "ceph_timer", "log", "service", "admin_socket",
+                "signal_handler", "fn_anonymous", "taskfin_librbd", "ms_dispatch", "ms_local", "finisher"}
+
+
+def own_cpu(r):
+    """CPU µs per IO of the handler's own threads: the process's minus librbd's."""
+    th = r.get("thread_cpu_us_per_io")
+    if th is None or r.get("cpu_us_per_io") is None:
+        return None
+    return r["cpu_us_per_io"] - sum(v for k, v in th.items() if k in CEPH_THREADS)
+
+
 def breakdown(config, systems):
-    """Where each serving process's CPU goes (its threads by kind, µs per IO) and, with
-    BENCH_STAT=1, what it asks of the kernel per IO: medians over the rounds."""
+    """Where each serving process's CPU goes (its threads by kind, µs per IO), the whole VM's
+    CPU per IO and, with BENCH_STAT=1, what the process asks of the kernel per IO: medians over
+    the rounds."""
     rows = []
     for wl in WORKLOADS:
         for s in systems:
@@ -80,19 +95,42 @@ def breakdown(config, systems):
             per = {k: median([r["per_io"][k] for r in rs if k in r.get("per_io", {})]) for k in calls}
             busy = sorted(((k, v) for k, v in per.items() if k not in ("syscalls", "context-switches") and v >= 0.05),
                           key=lambda kv: -kv[1])
-            rows.append(f"| {wl} | {s} | " + ", ".join(f"{k} {v:.0f}" for k, v in top) + " | "
+            own = median([v for v in map(own_cpu, rs) if v is not None])
+            vm = median([r["vm_cpu_us_per_io"] for r in rs if r.get("vm_cpu_us_per_io") is not None])
+            idle = median([r["vm_idle_pct"] for r in rs if r.get("vm_idle_pct") is not None])
+            rows.append(f"| {wl} | {s} | {num(own)} | " + ", ".join(f"{k} {v:.0f}" for k, v in top) + " | "
+                        + f"{num(vm)} | {num(idle)} | "
                         + (f"{per['syscalls']:.1f}" if "syscalls" in per else "–") + " | "
                         + (f"{per['context-switches']:.2f}" if "context-switches" in per else "–") + " | "
                         + ", ".join(f"{k} {v:.2f}" for k, v in busy) + " |")
     if not rows:
         return
-    print("| workload | system | CPU µs/IO of its busiest threads | syscalls/IO | switches/IO | syscalls/IO by kind |")
-    print("|---|---|---|---:|---:|---|")
+    print("| workload | system | own threads CPU µs/IO | CPU µs/IO of its busiest threads | VM CPU µs/IO | VM idle % | "
+          "syscalls/IO | switches/IO | syscalls/IO by kind |")
+    print("|---|---|---:|---|---:|---:|---:|---:|---|")
     print("\n".join(rows))
     print()
-    print("Threads by name with digits folded (tcmu-ring-N is every loop thread); threads that ended during a run "
-          "drop out. The system-call columns need BENCH_STAT=1 (perf stat of the process, tracepoints).")
+    print("Own threads: the process's CPU minus librbd's threads (io_context_pool, msgr-worker-N, safe_timer, …), "
+          "the part a handler can change. Threads by name with digits folded (tcmu-ring-N is every loop thread); "
+          "threads that ended during a run drop out. VM CPU: every vCPU's busy time over the run (fio, the kernel, "
+          "the OSD, the handler) per IO. The system-call columns need BENCH_STAT=1 (perf stat of the process).")
     print()
+    # With the VM busy, IOPS is about vCPUs / (VM CPU per IO): a handler whose own threads cost
+    # nothing would save b's own share and no more, whatever it does.
+    b = "tcmu-runner"
+    bounds = []
+    for wl in WORKLOADS:
+        rs = runs(b, config, wl)
+        pairs = [(r["vm_cpu_us_per_io"], own_cpu(r), r["vm_idle_pct"]) for r in rs
+                 if r.get("vm_cpu_us_per_io") and own_cpu(r) is not None]
+        if pairs:
+            factor = median([vm / (vm - own) for vm, own, _ in pairs])
+            bounds.append(f"{wl} {factor:.2f}× (VM idle {median([i for *_, i in pairs]):.0f} %)")
+    if bounds:
+        print("The most any handler on librbd could gain over tcmu-runner here, if its own threads cost no CPU at all "
+              "and the VM stayed as busy (b's VM CPU per IO over that minus b's own threads' share): "
+              + "; ".join(bounds) + ".")
+        print()
 
 
 file_suite = any(r["config"] in CONFIGS for r in fio)

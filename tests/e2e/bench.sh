@@ -50,7 +50,7 @@ report=$out/bench-e2e.md
   echo
   echo "QEMU TCG (software emulation, \`-cpu ${TSV_VM_CPU:-max,-erms}\`), -smp ${TSV_VM_CPUS:-2}, ${TSV_VM_MEMORY:-3072} MiB;" \
        "host $(nproc) cores shared with other work, so only ratios within this run mean anything." \
-       "Run took $((SECONDS - start)) s. Daemon: $([[ ${BENCH_DAEMON:-bin} == aot ]] && echo "out/aot (Native AOT, as packaged)" || echo "out/bin (ReadyToRun, JIT)")."
+       "Run took $((SECONDS - start)) s. Daemon: $(case ${BENCH_DAEMON:-bin} in aot) echo "out/aot (Native AOT, as packaged)" ;; prof) echo "out/aot-prof (Native AOT with symbols)" ;; *) echo "out/bin (ReadyToRun, JIT)" ;; esac)."
   echo
   cat "$out/bench-body.md"
 } >"$report"
