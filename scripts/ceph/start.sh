@@ -49,8 +49,12 @@ if ! command -v ceph-mon >/dev/null || ! command -v ceph-osd >/dev/null || ! com
   ! /usr/bin/python3 -c 'import rados, rbd' 2>/dev/null; then
   log "installing ${packages[*]} (Debian's archive)"
   [[ $(id -u) -eq 0 ]] || fail "installing packages needs root"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${packages[@]}" >&2 ||
-    fail "apt-get install ${packages[*]} failed"
+  # A fresh machine may have no package lists yet: update once, only when the install needs it.
+  if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${packages[@]}" >&2; then
+    apt-get update -q >&2 || fail "apt-get update failed"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${packages[@]}" >&2 ||
+      fail "apt-get install ${packages[*]} failed"
+  fi
 fi
 
 # Test assemblies run in parallel and each starts the cluster it needs: one start at a time, so
