@@ -39,9 +39,11 @@ ROUND=1
 PATHS=${BENCH_PATHS:-128}
 SIZE=$((1 << 30))
 IMG=/var/tmp/bench.img
-# RBD: two images of RBD_SIZE in one pool, one per system, so that neither inherits the other's
-# exclusive lock or cache state. The OSD's memstore holds them in the VM's RAM (3 GiB), hence the
-# smaller default than the file's.
+# RBD: two images of RBD_SIZE in one pool, one per system in a round, so that neither inherits
+# the other's exclusive lock or cache state. The systems trade images every two rounds
+# (rbd_image), so that a difference between the two images (where their objects land in the
+# OSD) cannot favour one system for a whole run. The OSD's memstore holds them in the VM's RAM
+# (3 GiB), hence the smaller default than the file's.
 RBD_SIZE=$(numfmt --from=iec "${BENCH_RBD_SIZE:-256M}")
 RBD_POOL=rbd
 RBD_IMAGES="bench-sharedvol bench-runner"
@@ -355,16 +357,28 @@ bench_runner() {
     RUNNER_PID=
 }
 
-# --- RBD: this daemon and tcmu-runner's rbd handler, each on its own image -------------------
+# --- RBD: this daemon and tcmu-runner's rbd handler, each on its own image in a round ---------
 # client.admin of the bench's cluster for both; both turn librbd's cache off themselves as well.
+# rbd_image sharedvol|runner: the image that system uses this round. Rounds 1-2 give each its
+# own, 3-4 swap them, and so on: with who goes first alternating every round, every pairing of
+# order and image comes once in four rounds.
+rbd_image() {
+    local own=bench-$1 other
+    other=$([ "$1" = sharedvol ] && echo bench-runner || echo bench-sharedvol)
+    if [ $(( (ROUND - 1) / 2 % 2 )) = 0 ]; then echo "$own"; else echo "$other"; fi
+}
 bench_sharedvol_rbd() {
-    DEV_SIZE=$RBD_SIZE SV_DEV_CONFIG="sharedvol/rbd/$RBD_POOL/bench-sharedvol;ceph_conf=$CEPH_CONF_FILE;ceph_id=admin" \
+    local image; image=$(rbd_image sharedvol)
+    echo "sharedvol on image $RBD_POOL/$image"
+    DEV_SIZE=$RBD_SIZE SV_DEV_CONFIG="sharedvol/rbd/$RBD_POOL/$image;ceph_conf=$CEPH_CONF_FILE;ceph_id=admin" \
         bench_sharedvol rbd
 }
 bench_runner_rbd() {
+    local image; image=$(rbd_image runner)
+    echo "tcmu-runner on image $RBD_POOL/$image"
     # ceph-iscsi's form (rbd/POOL/IMAGE;osd_op_timeout=30), with conf= because the cluster's
     # ceph.conf is not /etc/ceph/ceph.conf.
-    DEV_SIZE=$RBD_SIZE RUNNER_DEV_CONFIG="rbd/$RBD_POOL/bench-runner;osd_op_timeout=30;conf=$CEPH_CONF_FILE;id=admin" \
+    DEV_SIZE=$RBD_SIZE RUNNER_DEV_CONFIG="rbd/$RBD_POOL/$image;osd_op_timeout=30;conf=$CEPH_CONF_FILE;id=admin" \
         bench_runner rbd
 }
 

@@ -137,7 +137,7 @@ file_suite = any(r["config"] in CONFIGS for r in fio)
 
 
 def rbd_report():
-    """This daemon against tcmu-runner's rbd handler, each on its own RBD image (BENCH_SUITE=rbd)."""
+    """This daemon against tcmu-runner's rbd handler, each on its own RBD image in a round (BENCH_SUITE=rbd)."""
     print("### RBD: this daemon against tcmu-runner's rbd handler")
     print()
     size = rbd_env["size"] if rbd_env else None
@@ -148,7 +148,7 @@ def rbd_report():
           f"{env.get('cpus')} vCPUs, {env.get('mem_mib')} MiB. Ceph {env.get('ceph', '?')} in the same VM "
           f"(scripts/ceph/start.sh: one monitor, one memstore OSD, 127.0.0.1); "
           + (f"two images of {size // 2**20} MiB in pool {rbd_env['pool']}, features {rbd_env['features']:#x}, "
-             f"each written in full first, one per system; " if rbd_env else "")
+             f"each written in full first, one per system in a round, traded every two rounds; " if rbd_env else "")
           + f"rbd_cache=false for both. a = this daemon (sharedvol/rbd/POOL/IMAGE;ceph_conf=…;ceph_id=admin), "
           f"b = tcmu-runner {env.get('runner')} with Debian's handler_rbd.so (user:rbd, "
           f"rbd/POOL/IMAGE;osd_op_timeout=30;conf=…;id=admin, as ceph-iscsi configures it).")
