@@ -369,7 +369,7 @@ rbd_image() {
 }
 bench_sharedvol_rbd() {
     local image; image=$(rbd_image sharedvol)
-    echo "sharedvol on image $RBD_POOL/$image"
+    echo "${SYSTEM:-sharedvol} on image $RBD_POOL/$image"
     DEV_SIZE=$RBD_SIZE SV_DEV_CONFIG="sharedvol/rbd/$RBD_POOL/$image;ceph_conf=$CEPH_CONF_FILE;ceph_id=admin" \
         bench_sharedvol rbd
 }
